@@ -1,0 +1,70 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn no_file_gives_a_working_default() {
+    let s = Settings::from_toml("", &env(&[])).unwrap();
+    assert!(s.store.redis_url.is_none());
+    assert_eq!(s.sessions.default_model, ECHO_MODEL);
+    assert!(s.models.iter().any(|m| m.name == ECHO_MODEL));
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let file = "[server]\nlisten = \"127.0.0.1:1\"\n[store]\nkey_prefix = \"a\"";
+    let s = Settings::from_toml(
+        file,
+        &env(&[
+            ("SESSION_RELAY_LISTEN", "127.0.0.1:9"),
+            ("REDIS_URL", "redis://x:1"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.server.listen, "127.0.0.1:9");
+    assert_eq!(s.store.redis_url.as_deref(), Some("redis://x:1"));
+    assert_eq!(s.store.key_prefix, "a");
+}
+
+#[test]
+fn errors_name_the_field() {
+    let cases = [
+        ("[server]\nlistn = \"x\"", "listn"),
+        ("[server]\nlisten = \"nope\"", "server.listen"),
+        (
+            "[[models]]\nname = \"m\"\nprovider = \"ghost\"",
+            "models[0].provider",
+        ),
+        (
+            "[sessions]\ndefault_ttl_seconds = \"ten\"",
+            "default_ttl_seconds",
+        ),
+        (
+            "[[auth.keys]]\nname = \"k\"\ntenant = \"t\"\nkey_env = \"UNSET_VAR_X\"",
+            "auth.keys[0].key_env",
+        ),
+    ];
+    for (file, field) in cases {
+        let err = Settings::from_toml(file, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field), "{err} should name {field}");
+    }
+}
+
+#[test]
+fn secrets_come_from_the_environment_and_do_not_print() {
+    let file = "[[auth.keys]]\nname = \"web\"\ntenant = \"acme\"\nkey_env = \"ACME_KEY\"";
+    let s = Settings::from_toml(file, &env(&[("ACME_KEY", "sk-plain-text")])).unwrap();
+    assert_eq!(
+        s.auth.keys[0].key.as_ref().unwrap().expose(),
+        "sk-plain-text"
+    );
+    assert!(!format!("{s:?}").contains("sk-plain-text"));
+}

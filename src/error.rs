@@ -1,0 +1,273 @@
+//! The one place where failures become HTTP answers.
+//!
+//! Every handler returns [`ApiError`]; each variant owns a stable code that decides both
+//! the status and the flat body of the contract. 5xx bodies stay generic: the cause goes
+//! to the log, never to the client.
+
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError,
+    http::{StatusCode, header},
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FailedAttempt {
+    pub model: String,
+    pub status: Option<u16>,
+    pub error: String,
+    /// Machine-readable cause: `server_error`, `timeout`, `content_filter`, `circuit_open`, …
+    pub reason: &'static str,
+}
+
+/// `Display` is what the logs show (request logging records it): it never carries
+/// request content, which serde's messages may quote. The detailed text goes only
+/// to the client, through [`ApiError::body`]. `Debug` is kept as terse, for the same reason.
+#[derive(thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid request")]
+    InvalidRequest {
+        message: String,
+        field: Option<String>,
+    },
+    #[error("the prompt needs {current_tokens} tokens but the budget is {max_tokens}")]
+    ContextExceeded {
+        max_tokens: u32,
+        current_tokens: u32,
+    },
+    #[error("missing, unknown, expired or revoked API key")]
+    InvalidApiKey,
+    #[error("this key is not allowed here")]
+    Forbidden,
+    #[error("no such session")]
+    SessionNotFound,
+    #[error("another message on this session is still being processed")]
+    SessionBusy { retry_after: u64 },
+    #[error("a request with this Idempotency-Key is still in flight")]
+    IdempotencyKeyInUse,
+    #[error("this Idempotency-Key was used with a different body")]
+    IdempotencyKeyReused,
+    #[error("the request body is larger than {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
+    #[error("every model in the chain failed")]
+    UpstreamError { attempts: Vec<FailedAttempt> },
+    #[error("the request deadline passed before the model answered")]
+    UpstreamTimeout,
+    #[error("the session store is unavailable")]
+    StoreUnavailable,
+    #[error("no such route")]
+    RouteNotFound,
+    #[error("this key is over its rate limit")]
+    RateLimited { retry_after: u64 },
+    #[error("this request could pass the spending cap of the session or key")]
+    BudgetExceeded { limit_usd: f64, spent_usd: f64 },
+    #[error("no such API key")]
+    KeyNotFound,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidRequest {
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest { .. } => "invalid_request",
+            ApiError::ContextExceeded { .. } => "context_exceeded",
+            ApiError::InvalidApiKey => "invalid_api_key",
+            ApiError::Forbidden => "forbidden",
+            ApiError::SessionNotFound => "session_not_found",
+            ApiError::SessionBusy { .. } => "session_busy",
+            ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UpstreamError { .. } => "upstream_error",
+            ApiError::UpstreamTimeout => "upstream_timeout",
+            ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::RouteNotFound => "not_found",
+            ApiError::RateLimited { .. } => "rate_limit_exceeded",
+            ApiError::BudgetExceeded { .. } => "budget_exceeded",
+            ApiError::KeyNotFound => "key_not_found",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Extra fields of the flat body, beside `error` and `message`.
+    fn extra(&self) -> Value {
+        match self {
+            ApiError::InvalidRequest { field: Some(f), .. } => json!({ "field": f }),
+            ApiError::ContextExceeded {
+                max_tokens,
+                current_tokens,
+            } => json!({ "max_tokens": max_tokens, "current_tokens": current_tokens }),
+            ApiError::SessionBusy { retry_after } => json!({ "retry_after": retry_after }),
+            ApiError::PayloadTooLarge { limit_bytes } => json!({ "limit_bytes": limit_bytes }),
+            ApiError::UpstreamError { attempts } => json!({ "attempts": attempts }),
+            ApiError::StoreUnavailable => json!({ "retry_after": 1 }),
+            ApiError::RateLimited { retry_after } => json!({ "retry_after": retry_after }),
+            ApiError::BudgetExceeded {
+                limit_usd,
+                spent_usd,
+            } => json!({ "limit_usd": limit_usd, "spent_usd": spent_usd }),
+            _ => json!({}),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::SessionBusy { retry_after } => Some(*retry_after),
+            ApiError::StoreUnavailable => Some(1),
+            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// The flat contract body.
+    pub fn body(&self) -> Value {
+        let message = match self {
+            ApiError::InvalidRequest { message, .. } => message.clone(),
+            ApiError::Internal(_) => "internal error".to_string(),
+            other => other.to_string(),
+        };
+        let mut body = json!({ "error": self.code(), "message": message });
+        if let (Value::Object(body), Value::Object(extra)) = (&mut body, self.extra()) {
+            body.extend(extra);
+        }
+        body
+    }
+}
+
+impl std::fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {self}", self.code())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest { .. } | ApiError::ContextExceeded { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::SessionNotFound | ApiError::RouteNotFound | ApiError::KeyNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
+            ApiError::SessionBusy { .. } | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UpstreamError { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status_code().is_server_error() {
+            tracing::error!(code = self.code(), cause = %self, "request failed");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(seconds) = self.retry_after() {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.json(self.body())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "store unavailable");
+                ApiError::StoreUnavailable
+            }
+            StoreError::Corrupt(cause) => ApiError::Internal(format!("store data: {cause}")),
+        }
+    }
+}
+
+/// Turns a serde error into `invalid_request`, naming the field at fault when serde knows it.
+pub fn from_json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    use serde_json::error::Category;
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    match inner.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ApiError::InvalidRequest {
+            message: format!("malformed JSON: {inner}"),
+            field: None,
+        },
+        // The path names the field at fault, an unknown field included.
+        Category::Data => ApiError::InvalidRequest {
+            message: without_value(&inner.to_string()),
+            field: (path != "." && path != "?").then_some(path),
+        },
+    }
+}
+
+/// serde quotes the offending value ("invalid type: string \"…\", expected u64"); the
+/// message keeps only its kind, so no request content ends up in an error body.
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((found, expected)) = rest.split_once(", expected ")
+        {
+            let kind = found.split_whitespace().next().unwrap_or("value");
+            return format!("{prefix}{kind}, expected {expected}");
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((_, expected)) = rest.split_once("`, expected ")
+    {
+        return format!("unknown variant, expected {expected}");
+    }
+    message.to_string()
+}
+
+/// Default handler for paths no route matches.
+pub async fn route_not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn serde_messages_lose_the_offending_value() {
+        let cases = [
+            (
+                r#"{"a": "secret text"}"#,
+                "invalid type: string, expected u64",
+            ),
+            (r#"{"a": -7}"#, "invalid value: integer, expected u64"),
+        ];
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Body {
+            a: u64,
+        }
+        for (json, expected) in cases {
+            let mut de = serde_json::Deserializer::from_str(json);
+            let err = serde_path_to_error::deserialize::<_, Body>(&mut de).unwrap_err();
+            let body = from_json_error(err).body();
+            assert!(
+                body["message"].as_str().unwrap().starts_with(expected),
+                "{body}"
+            );
+            assert_eq!(body["field"], "a");
+            assert!(!body.to_string().contains("secret") && !body.to_string().contains("-7"));
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Builds the application: one [`AppState`], the HTTP server, and its listener.
+//!
+//! [`Application::build`] binds its own listener (port 0 in tests) and exposes
+//! [`Application::port`] and [`Application::run_until_stopped`], so tests start the real
+//! server exactly as production does.
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_web::{App, HttpServer, dev::Server, middleware, web};
+use tracing_actix_web::TracingLogger;
+use utoipa_actix_web::AppExt;
+
+use crate::{
+    auth::KeyRing,
+    config::Settings,
+    error::route_not_found,
+    llm::{registry::ModelRegistry, router::Router},
+    routes,
+    shutdown::{self, ActiveLeases, Draining, ShutdownTrigger},
+    store::{Store, StoreError, memory::MemoryStore, migrate, redis::RedisStore},
+};
+
+/// Everything a request handler may need, built once.
+pub struct AppState {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub keys: KeyRing,
+    pub models: ModelRegistry,
+    /// Breakers, retry budget and timeouts of upstream calls (per instance).
+    pub router: Router,
+    pub draining: Arc<Draining>,
+    pub leases: Arc<ActiveLeases>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("upstream HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    shutdown: ShutdownTrigger,
+}
+
+/// How long startup waits for Redis before giving up (compose starts both at once).
+const STORE_STARTUP_WAIT: Duration = Duration::from_secs(10);
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let store = build_store(&settings).await?;
+        let http = build_http_client(&settings)?;
+        crate::domain::tokens::TokenCounter::warm_up();
+        crate::metrics::handle();
+        let keys = KeyRing::from_settings(&settings.auth);
+        if keys.is_loopback_mode() {
+            tracing::warn!(
+                "no API keys configured: serving loopback clients only, as tenant `default`"
+            );
+        }
+        let models = ModelRegistry::from_settings(&settings, &http);
+        let router = Router::new(&settings.routing, models.names());
+        let addr = settings.server.listen.clone();
+        let listener =
+            TcpListener::bind(&addr).map_err(|source| StartupError::Bind { addr, source })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.server.listen.clone(),
+            source,
+        })?;
+        let state = web::Data::new(AppState {
+            settings,
+            store,
+            keys,
+            models,
+            router,
+            draining: Arc::default(),
+            leases: Arc::default(),
+        });
+        let server = run(listener, state.clone())?;
+        Ok(Application {
+            port: port.port(),
+            server,
+            state,
+            shutdown: ShutdownTrigger::default(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Starts a graceful shutdown, as SIGTERM would.
+    pub fn shutdown_trigger(&self) -> ShutdownTrigger {
+        self.shutdown.clone()
+    }
+
+    /// Serves until SIGTERM, Ctrl-C or the trigger, then drains (see [`crate::shutdown`]).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let delay = Duration::from_millis(self.state.settings.server.drain_delay_ms);
+        let drain = shutdown::drain_on_signal(
+            self.shutdown,
+            self.state.draining.clone(),
+            self.server.handle(),
+            delay,
+        );
+        let drainer = tokio::spawn(drain);
+        let result = self.server.await;
+        drainer.abort();
+        self.state
+            .leases
+            .release_all(self.state.store.as_ref())
+            .await;
+        result
+    }
+}
+
+fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, StartupError> {
+    let max_body = state.settings.server.max_body_bytes;
+    let grace = state.settings.server.shutdown_grace_seconds;
+    let workers = match state.settings.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let server = HttpServer::new(move || {
+        let cors = routes::cors::cors(&state.settings.server.cors_allowed_origins);
+        let (app, api) = App::new()
+            .into_utoipa_app()
+            .openapi(routes::docs::base())
+            .configure(routes::configure)
+            .split_for_parts();
+        app.app_data(state.clone())
+            .app_data(web::Data::new(routes::docs::Document::new(&api)))
+            .service(routes::docs::openapi_json)
+            .service(routes::docs::page)
+            .app_data(web::PayloadConfig::new(max_body))
+            .app_data(routes::extract::query_config())
+            .wrap(middleware::Condition::new(
+                cors.is_some(),
+                cors.unwrap_or_default(),
+            ))
+            .wrap(middleware::from_fn(crate::auth::authenticate_first))
+            .wrap(middleware::from_fn(crate::metrics::track))
+            .wrap(middleware::from_fn(routes::extract::request_id_header))
+            .wrap(TracingLogger::default())
+            .default_service(web::to(route_not_found))
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(grace)
+    .listen(listener)
+    .map_err(|source| StartupError::Bind {
+        addr: "listener".into(),
+        source,
+    })?
+    .run();
+    Ok(server)
+}
+
+async fn build_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupError> {
+    let Some(url) = &settings.store.redis_url else {
+        tracing::warn!(
+            "no redis_url configured: using the in-process memory store (development only, nothing survives a restart)"
+        );
+        return Ok(Arc::new(MemoryStore::new()));
+    };
+    let store = RedisStore::connect(&settings.store, url).await?;
+    let deadline = tokio::time::Instant::now() + STORE_STARTUP_WAIT;
+    loop {
+        match prepare_redis(&store).await {
+            Ok(version) => {
+                tracing::info!(schema_version = version, "redis store ready");
+                return Ok(Arc::new(store));
+            }
+            Err(StoreError::Unavailable(cause)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%cause, "waiting for redis");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+async fn prepare_redis(store: &RedisStore) -> Result<u32, StoreError> {
+    store.load_scripts().await?;
+    migrate::migrate(store).await
+}
+
+/// One shared client for every upstream: pooled connections, bounded connect, no redirects
+/// (a redirect could carry a provider key to another host).
+fn build_http_client(settings: &Settings) -> Result<reqwest::Client, reqwest::Error> {
+    // Installing twice (several apps in one test process) is refused harmlessly.
+    drop(rustls::crypto::ring::default_provider().install_default());
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(
+            settings.server.upstream_connect_timeout_ms,
+        ))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+}
