@@ -1,0 +1,331 @@
+//! Sessions: what a client may set, the rules those values follow, and the view it reads back.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// Everything fixed about a session apart from its counters. Stored as one JSON document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionConfig {
+    pub tenant: String,
+    pub user_id: Option<String>,
+    pub model: String,
+    pub fallback_models: Vec<String>,
+    pub system_prompt: Option<String>,
+    pub context_window: Option<u32>,
+    pub max_context_tokens: Option<u32>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub ttl_seconds: u64,
+    pub metadata: Map<String, Value>,
+    pub max_cost_usd: Option<f64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Running totals of a session, kept by the store with atomic increments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Cost in billionths of a dollar, so that increments stay exact integers.
+    pub cost_nano_usd: u64,
+}
+
+/// A session as read from the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredSession {
+    pub id: String,
+    pub config: SessionConfig,
+    /// Bumped by every configuration change; guards PATCH against lost updates.
+    pub revision: u64,
+    pub last_activity_ms: i64,
+    pub message_count: u64,
+    pub usage: UsageTotals,
+}
+
+/// `POST /v1/sessions`: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    pub model: Option<String>,
+    pub fallback_models: Option<Vec<String>>,
+    pub system_prompt: Option<String>,
+    pub context_window: Option<u32>,
+    pub max_context_tokens: Option<u32>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub ttl_seconds: Option<u64>,
+    pub user_id: Option<String>,
+    pub metadata: Option<Map<String, Value>>,
+    pub max_cost_usd: Option<f64>,
+}
+
+/// `PATCH /v1/sessions/{id}`: absent leaves a field alone, `null` clears a nullable one.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSession {
+    pub model: Option<String>,
+    pub fallback_models: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub system_prompt: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub context_window: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub max_context_tokens: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub max_tokens: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub temperature: Option<Option<f32>>,
+    pub ttl_seconds: Option<u64>,
+    /// Merged into the existing metadata; a `null` value removes that key.
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub max_cost_usd: Option<Option<f64>>,
+}
+
+/// Tells "absent" (outer `None`, via `default`) from "null" (`Some(None)`).
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// What validation needs to know about the configured models.
+pub trait ModelCatalog {
+    /// The context length of a configured model (by name or alias); `None` if unknown.
+    fn context_tokens(&self, model: &str) -> Option<u32>;
+}
+
+/// The limits validation checks against, taken from configuration and the model registry.
+pub struct Limits<'a> {
+    pub max_ttl_seconds: u64,
+    pub models: &'a dyn ModelCatalog,
+}
+
+const MAX_SYSTEM_PROMPT_BYTES: usize = 64 * 1024;
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+const MAX_FALLBACKS: usize = 8;
+
+impl SessionConfig {
+    pub fn apply_patch(&mut self, patch: PatchSession) {
+        let PatchSession {
+            model,
+            fallback_models,
+            system_prompt,
+            context_window,
+            max_context_tokens,
+            max_tokens,
+            temperature,
+            ttl_seconds,
+            metadata,
+            max_cost_usd,
+        } = patch;
+        replace(&mut self.model, model);
+        replace(&mut self.fallback_models, fallback_models);
+        replace(&mut self.system_prompt, system_prompt);
+        replace(&mut self.context_window, context_window);
+        replace(&mut self.max_context_tokens, max_context_tokens);
+        replace(&mut self.max_tokens, max_tokens);
+        replace(&mut self.temperature, temperature);
+        replace(&mut self.ttl_seconds, ttl_seconds);
+        replace(&mut self.max_cost_usd, max_cost_usd);
+        for (key, value) in metadata.unwrap_or_default() {
+            if value.is_null() {
+                self.metadata.remove(&key);
+            } else {
+                self.metadata.insert(key, value);
+            }
+        }
+    }
+
+    /// Checks every rule a session's settings must follow, naming the first field at fault.
+    pub fn validate(&self, limits: &Limits) -> Result<(), ApiError> {
+        let Some(context_tokens) = limits.models.context_tokens(&self.model) else {
+            return Err(ApiError::invalid(
+                "model",
+                format!("unknown model `{}`", self.model),
+            ));
+        };
+        if self.fallback_models.len() > MAX_FALLBACKS {
+            return Err(ApiError::invalid(
+                "fallback_models",
+                format!("at most {MAX_FALLBACKS} models"),
+            ));
+        }
+        if let Some(unknown) = self
+            .fallback_models
+            .iter()
+            .find(|m| limits.models.context_tokens(m).is_none())
+        {
+            return Err(ApiError::invalid(
+                "fallback_models",
+                format!("unknown model `{unknown}`"),
+            ));
+        }
+        if self
+            .system_prompt
+            .as_ref()
+            .is_some_and(|p| p.len() > MAX_SYSTEM_PROMPT_BYTES)
+        {
+            return Err(ApiError::invalid(
+                "system_prompt",
+                format!("at most {MAX_SYSTEM_PROMPT_BYTES} bytes"),
+            ));
+        }
+        check_range(
+            "context_window",
+            self.context_window.map(u64::from),
+            1,
+            100_000,
+        )?;
+        check_range(
+            "max_tokens",
+            self.max_tokens.map(u64::from),
+            1,
+            u64::from(context_tokens),
+        )?;
+        check_range(
+            "max_context_tokens",
+            self.max_context_tokens.map(u64::from),
+            1,
+            u64::from(context_tokens),
+        )?;
+        check_range(
+            "ttl_seconds",
+            Some(self.ttl_seconds),
+            1,
+            limits.max_ttl_seconds,
+        )?;
+        if self.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+            return Err(ApiError::invalid("temperature", "must be between 0 and 2"));
+        }
+        if self.max_cost_usd.is_some_and(|c| !c.is_finite() || c < 0.0) {
+            return Err(ApiError::invalid(
+                "max_cost_usd",
+                "must be a non-negative number",
+            ));
+        }
+        if let Some(user) = &self.user_id
+            && !is_user_id(user)
+        {
+            return Err(ApiError::invalid(
+                "user_id",
+                "1 to 256 characters, no control characters",
+            ));
+        }
+        if serde_json::to_vec(&self.metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
+            return Err(ApiError::invalid(
+                "metadata",
+                format!("at most {MAX_METADATA_BYTES} bytes"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn replace<T>(slot: &mut T, new: Option<T>) {
+    if let Some(value) = new {
+        *slot = value;
+    }
+}
+
+fn check_range(field: &str, value: Option<u64>, min: u64, max: u64) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v < min || v > max => Err(ApiError::invalid(
+            field,
+            format!("must be between {min} and {max}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub fn is_user_id(s: &str) -> bool {
+    !s.is_empty() && s.chars().count() <= 256 && !s.chars().any(char::is_control)
+}
+
+/// Session ids: our own are 32 hex digits (128 random bits); imported ones may be any
+/// short token of URL-safe characters. Braces are excluded because they delimit Redis hash tags.
+pub fn is_session_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A fresh opaque id with 128 random bits.
+pub fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+pub fn nano_usd_to_usd(nano: u64) -> f64 {
+    nano as f64 / 1e9
+}
+
+/// The session object of the contract.
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    pub session_id: String,
+    pub object: &'static str,
+    pub model: String,
+    pub fallback_models: Vec<String>,
+    pub system_prompt: Option<String>,
+    pub context_window: Option<u32>,
+    pub max_context_tokens: Option<u32>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub ttl_seconds: u64,
+    pub user_id: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub max_cost_usd: Option<f64>,
+    pub created_at: DateTime<Utc>,
+    pub last_activity_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub message_count: u64,
+    pub usage: UsageView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UsageView {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+}
+
+impl From<StoredSession> for SessionView {
+    fn from(s: StoredSession) -> Self {
+        let last = Utc
+            .timestamp_millis_opt(s.last_activity_ms)
+            .single()
+            .unwrap_or(s.config.created_at);
+        let ttl = chrono::Duration::seconds(
+            i64::try_from(s.config.ttl_seconds).unwrap_or(i64::MAX / 1000),
+        );
+        let c = s.config;
+        SessionView {
+            session_id: s.id,
+            object: "session",
+            model: c.model,
+            fallback_models: c.fallback_models,
+            system_prompt: c.system_prompt,
+            context_window: c.context_window,
+            max_context_tokens: c.max_context_tokens,
+            max_tokens: c.max_tokens,
+            temperature: c.temperature,
+            ttl_seconds: c.ttl_seconds,
+            user_id: c.user_id,
+            metadata: c.metadata,
+            max_cost_usd: c.max_cost_usd,
+            created_at: c.created_at,
+            last_activity_at: last,
+            expires_at: last + ttl,
+            message_count: s.message_count,
+            usage: UsageView {
+                prompt_tokens: s.usage.prompt_tokens,
+                completion_tokens: s.usage.completion_tokens,
+                cost_usd: nano_usd_to_usd(s.usage.cost_nano_usd),
+            },
+        }
+    }
+}

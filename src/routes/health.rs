@@ -1,0 +1,59 @@
+//! Liveness, readiness and the authenticated status probe.
+
+use actix_web::{HttpResponse, get, web};
+use serde_json::json;
+
+use crate::{auth::Caller, error::ApiError, startup::AppState};
+
+pub fn configure(cfg: &mut super::Routes) {
+    cfg.service(healthz)
+        .service(readyz)
+        .service(status)
+        .service(metrics);
+}
+
+#[utoipa::path(tag = "operations", responses((status = 200, description = "See API.md")))]
+#[get("/healthz")]
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Ready means the store answers: a load balancer stops sending traffic otherwise.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "See API.md")))]
+#[get("/readyz")]
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.draining.is_set() {
+        return Ok(HttpResponse::ServiceUnavailable().json(json!({ "status": "draining" })));
+    }
+    if state.draining.is_set() {
+        return Ok(HttpResponse::ServiceUnavailable().json(json!({ "status": "draining" })));
+    }
+    state.store.ping().await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "store": state.store.kind() })))
+}
+
+#[utoipa::path(tag = "operations", responses((status = 200, description = "See API.md")))]
+#[get("/v1/status")]
+async fn status(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
+    state.store.ping().await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "store": state.store.kind(),
+        "version": env!("CARGO_PKG_VERSION"),
+        // This instance's circuit breakers: "closed" | "open" | "half_open" per model.
+        "models": state.router.states(),
+    })))
+}
+
+/// Prometheus text format. Unauthenticated like the probes: bind it to a private
+/// network in production (it carries no ids, keys or content).
+#[utoipa::path(tag = "operations", responses((status = 200, description = "See API.md")))]
+#[get("/metrics")]
+async fn metrics() -> HttpResponse {
+    let body = crate::metrics::handle()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(body)
+}

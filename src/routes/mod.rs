@@ -1,0 +1,68 @@
+//! HTTP only: parse, call the domain and the store, map the answer.
+
+mod admin;
+mod client_tokens;
+pub mod cors;
+pub mod docs;
+pub mod extract;
+mod health;
+mod messages;
+mod openai;
+mod sessions;
+mod transfer;
+mod usage;
+mod users;
+
+use chrono::Utc;
+
+use crate::{
+    auth::Caller,
+    domain::session::{StoredSession, is_session_id},
+    error::ApiError,
+    startup::AppState,
+};
+
+/// Route registration that also builds the OpenAPI document: a handler registered here
+/// without a `#[utoipa::path]` does not compile, so the document cannot drift.
+pub type Routes<'a> = utoipa_actix_web::service_config::ServiceConfig<'a>;
+
+pub fn configure(cfg: &mut Routes) {
+    health::configure(cfg);
+    // Before `sessions`: `/v1/sessions/import` must not be taken for a session id.
+    transfer::configure(cfg);
+    sessions::configure(cfg);
+    messages::configure(cfg);
+    users::configure(cfg);
+    openai::configure(cfg);
+    admin::configure(cfg);
+    usage::configure(cfg);
+    client_tokens::configure(cfg);
+}
+
+/// The caller's session, or 404: unknown, expired, deleted and foreign ids look the same.
+pub(crate) async fn owned_session(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<StoredSession, ApiError> {
+    if !is_session_id(id) {
+        return Err(ApiError::SessionNotFound);
+    }
+    match state.store.get_session(id).await? {
+        Some(session) if session.config.tenant == caller.tenant => Ok(session),
+        _ => Err(ApiError::SessionNotFound),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// `?limit=` shared by the paginated listings.
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(n @ 1..=1000) => Ok(n),
+        Some(_) => Err(ApiError::invalid("limit", "must be between 1 and 1000")),
+    }
+}

@@ -1,0 +1,202 @@
+//! `/v1/sessions`: create, read, change, delete, keep alive, and read the history.
+
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{extract::ApiJson, now_ms, owned_session, page_limit};
+use crate::{
+    auth::Caller,
+    domain::{
+        message::message_index,
+        session::{
+            CreateSession, Limits, PatchSession, SessionConfig, SessionView, StoredSession,
+            UsageTotals, new_id,
+        },
+    },
+    error::ApiError,
+    startup::AppState,
+    store::WriteOutcome,
+};
+
+pub fn configure(cfg: &mut super::Routes) {
+    cfg.service(create)
+        .service(read)
+        .service(change)
+        .service(remove)
+        .service(touch)
+        .service(history);
+}
+
+pub(crate) fn limits(state: &AppState) -> Limits<'_> {
+    Limits {
+        max_ttl_seconds: state.settings.sessions.max_ttl_seconds,
+        models: &state.models,
+    }
+}
+
+#[utoipa::path(tag = "sessions", responses((status = 201, description = "See API.md")))]
+#[post("/v1/sessions")]
+async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<CreateSession>,
+) -> Result<HttpResponse, ApiError> {
+    let config = new_config(&state, &caller, body.value);
+    config.validate(&limits(&state))?;
+    let (id, now) = (new_id(), now_ms());
+    if !state.store.create_session(&id, &config, now).await? {
+        return Err(ApiError::Internal("session id collision".into()));
+    }
+    metrics::counter!("sessions_created_total").increment(1);
+    let session = StoredSession {
+        id,
+        config,
+        revision: 1,
+        last_activity_ms: now,
+        message_count: 0,
+        usage: UsageTotals::default(),
+    };
+    Ok(HttpResponse::Created().json(SessionView::from(session)))
+}
+
+fn new_config(state: &AppState, caller: &Caller, body: CreateSession) -> SessionConfig {
+    let defaults = &state.settings.sessions;
+    SessionConfig {
+        tenant: caller.tenant.clone(),
+        user_id: body.user_id,
+        model: body.model.unwrap_or_else(|| defaults.default_model.clone()),
+        fallback_models: body.fallback_models.unwrap_or_default(),
+        system_prompt: body.system_prompt,
+        context_window: body.context_window,
+        max_context_tokens: body.max_context_tokens,
+        max_tokens: body.max_tokens,
+        temperature: body.temperature,
+        ttl_seconds: body.ttl_seconds.unwrap_or(defaults.default_ttl_seconds),
+        metadata: body.metadata.unwrap_or_default(),
+        max_cost_usd: body.max_cost_usd,
+        created_at: Utc::now(),
+    }
+}
+
+#[utoipa::path(tag = "sessions", responses((status = 200, description = "See API.md")))]
+#[get("/v1/sessions/{id}")]
+async fn read(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let session = owned_session(&state, &caller, &id).await?;
+    Ok(HttpResponse::Ok().json(SessionView::from(session)))
+}
+
+/// How often a PATCH re-reads and re-applies itself when another write got in first.
+const PATCH_ATTEMPTS: usize = 5;
+
+#[utoipa::path(tag = "sessions", responses((status = 200, description = "See API.md")))]
+#[patch("/v1/sessions/{id}")]
+async fn change(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: ApiJson<PatchSession>,
+) -> Result<HttpResponse, ApiError> {
+    for _ in 0..PATCH_ATTEMPTS {
+        let mut session = owned_session(&state, &caller, &id).await?;
+        // Applied to the freshest configuration on every attempt.
+        session.config.apply_patch(body.value.clone());
+        session.config.validate(&limits(&state))?;
+        let now = now_ms();
+        match state
+            .store
+            .update_config(&id, &session.config, session.revision, now)
+            .await?
+        {
+            WriteOutcome::Written => {
+                session.revision += 1;
+                session.last_activity_ms = now;
+                return Ok(HttpResponse::Ok().json(SessionView::from(session)));
+            }
+            WriteOutcome::Missing => return Err(ApiError::SessionNotFound),
+            WriteOutcome::Conflict => continue,
+        }
+    }
+    Err(ApiError::SessionBusy { retry_after: 1 })
+}
+
+#[utoipa::path(tag = "sessions", responses((status = 204, description = "See API.md")))]
+#[delete("/v1/sessions/{id}")]
+async fn remove(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    owned_session(&state, &caller, &id).await?;
+    if state.store.delete_session(&id).await? {
+        metrics::counter!("sessions_deleted_total").increment(1);
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::SessionNotFound)
+    }
+}
+
+#[utoipa::path(tag = "sessions", responses((status = 200, description = "See API.md")))]
+#[post("/v1/sessions/{id}/touch")]
+async fn touch(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let mut session = owned_session(&state, &caller, &id).await?;
+    let now = now_ms();
+    if !state.store.touch(&id, now).await? {
+        return Err(ApiError::SessionNotFound);
+    }
+    session.last_activity_ms = now;
+    Ok(HttpResponse::Ok().json(SessionView::from(session)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+#[utoipa::path(tag = "sessions", responses((status = 200, description = "See API.md")))]
+#[get("/v1/sessions/{id}/messages")]
+async fn history(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let session = owned_session(&state, &caller, &id).await?;
+    let bad_cursor = || ApiError::invalid("after", "not a message of this session");
+    let (start, skip) = match &query.after {
+        None => (0, 0),
+        Some(after) => {
+            let index = message_index(after).filter(|i| *i < session.message_count);
+            (index.ok_or_else(bad_cursor)?, 1)
+        }
+    };
+    // One extra turn tells whether there is more; the cursor's own turn is read to check it.
+    let mut turns = state.store.turns(&id, start, limit + 1 + skip).await?;
+    if let Some(after) = &query.after {
+        if turns.first().is_none_or(|t| &t.id != after) {
+            return Err(bad_cursor());
+        }
+        turns.remove(0);
+    }
+    let has_more = turns.len() > limit;
+    turns.truncate(limit);
+    let next_cursor = if has_more {
+        turns.last().map(|t| t.id.clone())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok()
+        .json(json!({ "data": turns, "has_more": has_more, "next_cursor": next_cursor })))
+}

@@ -1,0 +1,93 @@
+//! `/v1/users/{user_id}/sessions`: the login / logout lifecycle of a user's sessions.
+
+use actix_web::{HttpResponse, delete, get, web};
+use futures_util::future::try_join_all;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{now_ms, page_limit};
+use crate::{
+    auth::Caller,
+    domain::session::{SessionView, is_user_id},
+    error::ApiError,
+    startup::AppState,
+};
+
+pub fn configure(cfg: &mut super::Routes) {
+    cfg.service(list).service(logout);
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+fn checked_user(user_id: &str) -> Result<&str, ApiError> {
+    if is_user_id(user_id) {
+        Ok(user_id)
+    } else {
+        Err(ApiError::invalid(
+            "user_id",
+            "1 to 256 characters, no control characters",
+        ))
+    }
+}
+
+#[utoipa::path(tag = "users", responses((status = 200, description = "See API.md")))]
+#[get("/v1/users/{user_id}/sessions")]
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    user_id: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let user_id = checked_user(&user_id)?;
+    let ids = state
+        .store
+        .user_sessions(&caller.tenant, user_id, now_ms())
+        .await?;
+    let start = match &query.after {
+        None => 0,
+        Some(after) => {
+            1 + ids
+                .iter()
+                .position(|id| id == after)
+                .ok_or_else(|| ApiError::invalid("after", "not a session of this user"))?
+        }
+    };
+    let page: Vec<&String> = ids.iter().skip(start).take(limit).collect();
+    let has_more = ids.len() > start + page.len();
+    let sessions = try_join_all(page.iter().map(|id| state.store.get_session(id))).await?;
+    // A session may expire between the listing and its read; it is simply left out.
+    let data: Vec<SessionView> = sessions
+        .into_iter()
+        .flatten()
+        .map(SessionView::from)
+        .collect();
+    let next_cursor = if has_more {
+        page.last().map(|id| id.to_string())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok()
+        .json(json!({ "data": data, "has_more": has_more, "next_cursor": next_cursor })))
+}
+
+#[utoipa::path(tag = "users", responses((status = 200, description = "See API.md")))]
+#[delete("/v1/users/{user_id}/sessions")]
+async fn logout(
+    state: web::Data<AppState>,
+    caller: Caller,
+    user_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = checked_user(&user_id)?;
+    let deleted = state
+        .store
+        .delete_user_sessions(&caller.tenant, user_id, now_ms())
+        .await?;
+    metrics::counter!("sessions_deleted_total").increment(deleted);
+    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+}

@@ -1,0 +1,391 @@
+//! The in-process store: the zero-setup default of `cargo run`, for development only.
+//!
+//! It mirrors the Redis store's semantics (sliding TTL, leases, fencing, idempotency) and
+//! passes the same test suite. One mutex guards everything; no critical section awaits, so
+//! the lock is never held across a suspension point.
+
+mod access;
+mod import;
+mod keys;
+mod metering;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+
+use super::{
+    Admission, Commit, CommitOutcome, IdempotencyClaim, Store, StoreError, StoreResult,
+    WriteOutcome,
+};
+use crate::domain::{
+    message::Turn,
+    session::{SessionConfig, StoredSession, UsageTotals},
+};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    access: access::Access,
+    imports: import::ImportKeys,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<String, Entry>,
+    /// (tenant, user id) → creation time (µs) and session id, in creation order.
+    users: HashMap<(String, String), BTreeMap<(i64, String), ()>>,
+    writes: u64,
+}
+
+struct Entry {
+    session: StoredSession,
+    expires: Instant,
+    turns: Vec<Turn>,
+    lease: Option<(String, Instant)>,
+    idempotency: HashMap<String, IdemRecord>,
+}
+
+struct IdemRecord {
+    fingerprint: String,
+    at_ms: i64,
+    /// `None` while the request that claimed the key is in flight.
+    response: Option<String>,
+    lease: String,
+}
+
+impl Entry {
+    fn refresh(&mut self, now_ms: i64) {
+        self.session.last_activity_ms = now_ms;
+        self.expires = Instant::now() + Duration::from_secs(self.session.config.ttl_seconds);
+    }
+
+    fn lease_holder(&self) -> Option<&str> {
+        match &self.lease {
+            Some((token, until)) if *until > Instant::now() => Some(token),
+            _ => None,
+        }
+    }
+}
+
+impl State {
+    /// A live session; an expired one is removed on sight, as Redis would have done.
+    fn live(&mut self, id: &str) -> Option<&mut Entry> {
+        if self
+            .sessions
+            .get(id)
+            .is_some_and(|e| e.expires <= Instant::now())
+        {
+            self.sessions.remove(id);
+        }
+        self.sessions.get_mut(id)
+    }
+
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        self.sessions.retain(|_, e| e.expires > now);
+        let sessions = &self.sessions;
+        for index in self.users.values_mut() {
+            index.retain(|(_, id), _| sessions.contains_key(id));
+        }
+        self.users.retain(|_, index| !index.is_empty());
+    }
+}
+
+const SWEEP_EVERY_WRITES: u64 = 1024;
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> StoreResult<MutexGuard<'_, State>> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Unavailable("memory store lock poisoned".into()))
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.lock().map(drop)
+    }
+
+    async fn create_session(
+        &self,
+        id: &str,
+        config: &SessionConfig,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        state.writes += 1;
+        if state.writes % SWEEP_EVERY_WRITES == 0 {
+            state.sweep();
+        }
+        if state.live(id).is_some() {
+            return Ok(false);
+        }
+        if let Some(user) = &config.user_id {
+            let created = config.created_at.timestamp_micros();
+            state
+                .users
+                .entry((config.tenant.clone(), user.clone()))
+                .or_default()
+                .insert((created, id.to_string()), ());
+        }
+        let session = StoredSession {
+            id: id.to_string(),
+            config: config.clone(),
+            revision: 1,
+            last_activity_ms: now_ms,
+            message_count: 0,
+            usage: UsageTotals::default(),
+        };
+        let mut entry = Entry {
+            session,
+            expires: Instant::now(),
+            turns: Vec::new(),
+            lease: None,
+            idempotency: HashMap::new(),
+        };
+        entry.refresh(now_ms);
+        state.sessions.insert(id.to_string(), entry);
+        Ok(true)
+    }
+
+    async fn get_session(&self, id: &str) -> StoreResult<Option<StoredSession>> {
+        Ok(self.lock()?.live(id).map(|e| e.session.clone()))
+    }
+
+    async fn update_config(
+        &self,
+        id: &str,
+        config: &SessionConfig,
+        expected_revision: u64,
+        now_ms: i64,
+    ) -> StoreResult<WriteOutcome> {
+        let mut state = self.lock()?;
+        let Some(entry) = state.live(id) else {
+            return Ok(WriteOutcome::Missing);
+        };
+        if entry.session.revision != expected_revision {
+            return Ok(WriteOutcome::Conflict);
+        }
+        entry.session.config = config.clone();
+        entry.session.revision += 1;
+        entry.refresh(now_ms);
+        Ok(WriteOutcome::Written)
+    }
+
+    async fn touch(&self, id: &str, now_ms: i64) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        Ok(state.live(id).map(|e| e.refresh(now_ms)).is_some())
+    }
+
+    async fn delete_session(&self, id: &str) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let Some(entry) = state.live(id) else {
+            return Ok(false);
+        };
+        let config = entry.session.config.clone();
+        state.sessions.remove(id);
+        if let Some(user) = config.user_id
+            && let Some(index) = state.users.get_mut(&(config.tenant, user))
+        {
+            index.retain(|(_, sid), _| sid != id);
+        }
+        Ok(true)
+    }
+
+    async fn turns(&self, id: &str, start: u64, limit: usize) -> StoreResult<Vec<Turn>> {
+        let mut state = self.lock()?;
+        let Some(entry) = state.live(id) else {
+            return Ok(Vec::new());
+        };
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        Ok(entry
+            .turns
+            .iter()
+            .skip(start)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn recent_turns(&self, id: &str, count: usize) -> StoreResult<Vec<Turn>> {
+        let mut state = self.lock()?;
+        let Some(entry) = state.live(id) else {
+            return Ok(Vec::new());
+        };
+        let from = entry.turns.len().saturating_sub(count);
+        Ok(entry.turns[from..].to_vec())
+    }
+
+    async fn admit(
+        &self,
+        id: &str,
+        lease_token: &str,
+        lease_ms: u64,
+        claim: Option<&IdempotencyClaim>,
+        now_ms: i64,
+    ) -> StoreResult<Admission> {
+        let mut state = self.lock()?;
+        let Some(entry) = state.live(id) else {
+            return Ok(Admission::Missing);
+        };
+        let holder = entry.lease_holder().map(str::to_string);
+        if let Some(claim) = claim
+            && let Some(record) = entry.idempotency.get(&claim.key)
+        {
+            let same = record.fingerprint == claim.fingerprint;
+            let fresh = u64::try_from(now_ms - record.at_ms).unwrap_or(0) < claim.ttl_ms;
+            match &record.response {
+                Some(_) if fresh && !same => return Ok(Admission::KeyReused),
+                Some(response) if fresh => return Ok(Admission::Replay(response.clone())),
+                None if holder.as_deref() == Some(record.lease.as_str()) => {
+                    return Ok(if same {
+                        Admission::KeyInUse
+                    } else {
+                        Admission::KeyReused
+                    });
+                }
+                _ => {}
+            }
+        }
+        if holder.is_some() {
+            let remaining = entry.lease.as_ref().map_or(Duration::ZERO, |(_, until)| {
+                until.saturating_duration_since(Instant::now())
+            });
+            return Ok(Admission::Busy {
+                retry_after_ms: u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        entry.lease = Some((
+            lease_token.to_string(),
+            Instant::now() + Duration::from_millis(lease_ms),
+        ));
+        if let Some(claim) = claim {
+            let record = IdemRecord {
+                fingerprint: claim.fingerprint.clone(),
+                at_ms: now_ms,
+                response: None,
+                lease: lease_token.to_string(),
+            };
+            entry.idempotency.insert(claim.key.clone(), record);
+        }
+        Ok(Admission::Admitted {
+            message_count: entry.session.message_count,
+        })
+    }
+
+    async fn release(
+        &self,
+        id: &str,
+        lease_token: &str,
+        idempotency_key: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        let Some(entry) = state.live(id) else {
+            return Ok(());
+        };
+        if entry
+            .lease
+            .as_ref()
+            .is_some_and(|(token, _)| token == lease_token)
+        {
+            entry.lease = None;
+        }
+        if let Some(key) = idempotency_key
+            && entry
+                .idempotency
+                .get(key)
+                .is_some_and(|r| r.response.is_none() && r.lease == lease_token)
+        {
+            entry.idempotency.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn commit(&self, id: &str, commit: &Commit) -> StoreResult<CommitOutcome> {
+        let mut state = self.lock()?;
+        let Some(entry) = state.live(id) else {
+            return Ok(CommitOutcome::Missing);
+        };
+        if entry.lease_holder() != Some(commit.lease_token.as_str())
+            || entry.turns.len() as u64 != commit.expected_len
+        {
+            return Ok(CommitOutcome::LeaseLost);
+        }
+        entry.turns.extend(commit.turns.iter().cloned());
+        let session = &mut entry.session;
+        session.message_count += commit.turns.len() as u64;
+        session.usage.prompt_tokens += commit.usage.prompt_tokens;
+        session.usage.completion_tokens += commit.usage.completion_tokens;
+        session.usage.cost_nano_usd += commit.usage.cost_nano_usd;
+        if let Some((claim, response)) = &commit.idempotency {
+            let record = IdemRecord {
+                fingerprint: claim.fingerprint.clone(),
+                at_ms: commit.now_ms,
+                response: Some(response.clone()),
+                lease: commit.lease_token.clone(),
+            };
+            entry.idempotency.insert(claim.key.clone(), record);
+        }
+        entry.lease = None;
+        entry.refresh(commit.now_ms);
+        Ok(CommitOutcome::Committed)
+    }
+
+    async fn user_sessions(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        _now_ms: i64,
+    ) -> StoreResult<Vec<String>> {
+        let mut state = self.lock()?;
+        let key = (tenant.to_string(), user_id.to_string());
+        let candidates: Vec<String> = state
+            .users
+            .get(&key)
+            .map(|index| index.keys().map(|(_, id)| id.clone()).collect())
+            .unwrap_or_default();
+        let live: Vec<String> = candidates
+            .into_iter()
+            .filter(|id| state.live(id).is_some())
+            .collect();
+        match state.users.get_mut(&key) {
+            Some(index) if live.is_empty() => {
+                index.clear();
+                state.users.remove(&key);
+            }
+            Some(index) => index.retain(|(_, id), _| live.contains(id)),
+            None => {}
+        }
+        Ok(live)
+    }
+
+    async fn delete_user_sessions(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<u64> {
+        let ids = self.user_sessions(tenant, user_id, now_ms).await?;
+        let mut state = self.lock()?;
+        for id in &ids {
+            state.sessions.remove(id);
+        }
+        state
+            .users
+            .remove(&(tenant.to_string(), user_id.to_string()));
+        Ok(ids.len() as u64)
+    }
+}

@@ -1,0 +1,170 @@
+//! Persistence of sessions, turns, leases and idempotency records.
+//!
+//! [`Store`] has two implementations that pass the same test suite: [`redis::RedisStore`]
+//! for production and [`memory::MemoryStore`], the zero-setup default of `cargo run`.
+//! Every multi-key change is atomic in both: a Lua script over keys sharing the session's
+//! hash tag in Redis, one mutex section in memory.
+
+pub mod import;
+pub mod keys;
+pub mod memory;
+pub mod metering;
+pub mod migrate;
+pub mod redis;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    message::Turn,
+    session::{SessionConfig, StoredSession, UsageTotals},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Unreachable, too slow, or refusing: the caller gets 503 and may retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Data we wrote but cannot read back, or a command the store refused: a bug or a
+    /// foreign writer. Answered as a 500, not as an outage.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What happened to a compare-and-set write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Written,
+    /// Someone else changed the session since it was read.
+    Conflict,
+    /// The session does not exist (never did, expired or deleted).
+    Missing,
+}
+
+/// An `Idempotency-Key` presented with a send.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    /// A digest of the request body: the same key with another body is refused.
+    pub fingerprint: String,
+    pub ttl_ms: u64,
+}
+
+/// The answer to "may this send start now?".
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// The lease is ours (and the idempotency key, if any, is marked in flight).
+    /// Carries the history length as of now: turns are appended right after it.
+    Admitted {
+        message_count: u64,
+    },
+    Busy {
+        retry_after_ms: u64,
+    },
+    Missing,
+    /// The same key and body completed before: here is the stored response.
+    Replay(String),
+    KeyInUse,
+    KeyReused,
+}
+
+/// The writes of a successful send, made all together or not at all.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub lease_token: String,
+    /// The history length the turns were appended to; a mismatch means a foreign writer.
+    pub expected_len: u64,
+    pub turns: Vec<Turn>,
+    pub usage: UsageTotals,
+    pub now_ms: i64,
+    /// Key and the response to replay for it.
+    pub idempotency: Option<(IdempotencyClaim, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// Deleted or expired while the upstream call ran: nothing is written.
+    Missing,
+    /// Our lease lapsed and the session moved on without us: nothing is written.
+    LeaseLost,
+}
+
+#[async_trait]
+pub trait Store: keys::KeyStore + metering::MeterStore + import::ImportStore + Send + Sync {
+    /// `"redis"` or `"memory"`, as `/v1/status` reports it.
+    fn kind(&self) -> &'static str;
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Creates the session; `Ok(false)` when the id is taken.
+    async fn create_session(
+        &self,
+        id: &str,
+        config: &SessionConfig,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+    async fn get_session(&self, id: &str) -> StoreResult<Option<StoredSession>>;
+    /// Replaces the configuration if the revision still matches, refreshing the TTL of every key.
+    async fn update_config(
+        &self,
+        id: &str,
+        config: &SessionConfig,
+        expected_revision: u64,
+        now_ms: i64,
+    ) -> StoreResult<WriteOutcome>;
+    /// Refreshes the TTL of every key of the session; `Ok(false)` when it does not exist.
+    async fn touch(&self, id: &str, now_ms: i64) -> StoreResult<bool>;
+    /// Removes every key of the session; `Ok(false)` when there was none.
+    async fn delete_session(&self, id: &str) -> StoreResult<bool>;
+
+    /// Turns `start..start+limit` in order (index 0 is the oldest).
+    async fn turns(&self, id: &str, start: u64, limit: usize) -> StoreResult<Vec<Turn>>;
+    /// The newest `count` turns, oldest first: reading cost does not grow with history length.
+    async fn recent_turns(&self, id: &str, count: usize) -> StoreResult<Vec<Turn>>;
+
+    /// Takes the session's send lease (and the idempotency key) in one atomic step.
+    async fn admit(
+        &self,
+        id: &str,
+        lease_token: &str,
+        lease_ms: u64,
+        claim: Option<&IdempotencyClaim>,
+        now_ms: i64,
+    ) -> StoreResult<Admission>;
+    /// Gives the lease back after a failed send and forgets the in-flight idempotency mark.
+    async fn release(
+        &self,
+        id: &str,
+        lease_token: &str,
+        idempotency_key: Option<&str>,
+    ) -> StoreResult<()>;
+    /// Appends the turns, adds the usage, stores the idempotent response and releases the lease.
+    async fn commit(&self, id: &str, commit: &Commit) -> StoreResult<CommitOutcome>;
+
+    /// Live session ids of a user, oldest first, pruning the ones that expired.
+    async fn user_sessions(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Vec<String>>;
+    /// Deletes every session of a user and the index itself; returns how many existed.
+    async fn delete_user_sessions(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<u64>;
+}
+
+/// The user index is keyed by a digest so that any user id is safe inside a key.
+pub(crate) fn user_digest(tenant: &str, user_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(tenant.as_bytes())
+        .chain_update([0u8])
+        .chain_update(user_id.as_bytes())
+        .finalize();
+    hex::encode(&digest[..16])
+}

@@ -1,0 +1,44 @@
+-- Writes one imported session, all or nothing.
+-- KEYS: meta, turns, lease, idem, ctok
+-- ARGV: mode (create | append | replace), cfg_json, ttl_ms, now_ms, user_index_key,
+--       expected_cfg, expected_len, turn_json...
+-- Returns {1, old_user_index_key, ttl_ms, user_index_key} written, or {status}:
+--   0 the id is taken (create), -1 missing, -2 a send holds the lease, -3 changed since read.
+local mode, first = ARGV[1], 8
+local count = #ARGV - first + 1
+if mode == 'create' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
+  -- Keys left by a session that just expired must not leak into the new one.
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+else
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+  -- The stored settings name the tenant: unchanged means ours, and not re-created meanwhile.
+  if redis.call('HGET', KEYS[1], 'cfg') ~= ARGV[6] then return {-3} end
+  if redis.call('EXISTS', KEYS[3]) == 1 then return {-2} end
+  if mode == 'append' and redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[7]) then return {-3} end
+end
+local old_uidx = redis.call('HGET', KEYS[1], 'uidx') or ''
+if mode == 'append' then
+  redis.call('HINCRBY', KEYS[1], 'n', count)
+  redis.call('HSET', KEYS[1], 'last', ARGV[4])
+else
+  local rev = 1
+  if mode == 'replace' then
+    -- The revision keeps counting, so a PATCH that read the old settings cannot land.
+    rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0') + 1
+    -- Old replies to replay and old client tokens belong to the old conversation.
+    redis.call('DEL', KEYS[2], KEYS[4], KEYS[5])
+  end
+  redis.call('HSET', KEYS[1], 'cfg', ARGV[2], 'rev', rev, 'ttl', ARGV[3], 'last', ARGV[4],
+    'n', count, 'pt', 0, 'ct', 0, 'cost', 0, 'uidx', ARGV[5])
+end
+-- unpack() is bounded by Lua's stack: push in slices.
+for i = first, #ARGV, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+local ttl = redis.call('HGET', KEYS[1], 'ttl')
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', KEYS[4], ttl)
+redis.call('PEXPIRE', KEYS[5], ttl)
+return {1, old_uidx, ttl, redis.call('HGET', KEYS[1], 'uidx')}

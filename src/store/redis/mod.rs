@@ -1,0 +1,319 @@
+//! The Redis store.
+//!
+//! Key layout (prefix `sr` by default; `{id}` is a Redis Cluster hash tag, so every key of
+//! one session lives in one slot and a Lua script may touch them all atomically):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `sr:{id}:meta` | hash | `cfg` (JSON), `rev`, `ttl` (ms), `last` (ms), `n`, `pt`, `ct`, `cost`, `uidx` |
+//! | `sr:{id}:turns` | list | one JSON turn per element, oldest first |
+//! | `sr:{id}:lease` | string | the token of the send in flight (own short TTL) |
+//! | `sr:{id}:idem` | hash | idempotency key → record |
+//! | `sr:{id}:ctok` | hash | client token digest → grant (see `keys.rs`) |
+//! | `sr:user:<digest>` | sorted set | a user's session ids scored by creation time |
+//! | `sr:schema_version` | string | the applied key-layout migration |
+
+use std::time::Duration;
+
+use deadpool_redis::{Connection, Pool};
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
+
+use super::{StoreError, StoreResult, user_digest};
+use crate::{
+    config::StoreSettings,
+    domain::session::{SessionConfig, StoredSession, UsageTotals},
+};
+
+/// A Lua script and its SHA1, for EVALSHA. Declare one with [`lua!`] next to the code
+/// that runs it; [`RedisStore::script`] loads it into Redis on first use.
+pub(crate) struct Lua {
+    pub source: &'static str,
+    pub hash: String,
+}
+
+impl Lua {
+    pub(crate) fn new(source: &'static str) -> Lua {
+        Lua {
+            source,
+            hash: redis::Script::new(source).get_hash().to_string(),
+        }
+    }
+}
+
+/// `lua!(pub(crate) NAME, "lua/file.lua")` declares a lazily hashed script embedded at compile time.
+macro_rules! lua {
+    ($vis:vis $name:ident, $file:literal) => {
+        $vis static $name: std::sync::LazyLock<$crate::store::redis::Lua> =
+            std::sync::LazyLock::new(|| $crate::store::redis::Lua::new(include_str!($file)));
+    };
+}
+#[allow(unused_imports)] // used by the feature stores beside this module
+pub(crate) use lua;
+
+mod scripts {
+    lua!(pub(super) CREATE, "lua/create.lua");
+    lua!(pub(super) TOUCH, "lua/touch.lua");
+    lua!(pub(super) UPDATE, "lua/update.lua");
+    lua!(pub(super) DELETE, "lua/delete.lua");
+    lua!(pub(super) ADMIT, "lua/admit.lua");
+    lua!(pub(super) RELEASE, "lua/release.lua");
+    lua!(pub(super) COMMIT, "lua/commit.lua");
+    lua!(pub(super) USER_INDEX, "lua/user_index.lua");
+    pub(super) static ALL: [&std::sync::LazyLock<super::Lua>; 8] = [
+        &CREATE,
+        &TOUCH,
+        &UPDATE,
+        &DELETE,
+        &ADMIT,
+        &RELEASE,
+        &COMMIT,
+        &USER_INDEX,
+    ];
+}
+
+mod import;
+mod keys;
+mod metering;
+mod sessions;
+
+pub struct RedisStore {
+    pool: Pool,
+    prefix: String,
+    command_timeout: Duration,
+    pool_timeout: Duration,
+}
+
+/// A pooled connection that is thrown away, not returned to the pool, unless the call
+/// on it finished. A connection abandoned mid-call (timeout or cancelled request) may
+/// still deliver the old reply, which must never reach the next borrower.
+struct Checkout {
+    conn: Option<Connection>,
+    finished: bool,
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if !self.finished
+            && let Some(conn) = self.conn.take()
+        {
+            drop(Connection::take(conn));
+        }
+    }
+}
+
+enum Request<'a> {
+    Cmd(&'a Cmd),
+    Pipe(&'a Pipeline),
+}
+
+impl RedisStore {
+    pub async fn connect(settings: &StoreSettings, url: &str) -> StoreResult<RedisStore> {
+        let timeout = Duration::from_millis(settings.pool_timeout_ms);
+        let mut config = deadpool_redis::Config::from_url(url);
+        config.pool = Some(deadpool_redis::PoolConfig {
+            max_size: settings.pool_size,
+            timeouts: deadpool_redis::Timeouts {
+                wait: Some(timeout),
+                create: Some(timeout),
+                recycle: Some(timeout),
+            },
+            ..Default::default()
+        });
+        let pool = config
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .map_err(|e| StoreError::Unavailable(format!("redis pool: {e}")))?;
+        Ok(RedisStore {
+            pool,
+            prefix: settings.key_prefix.clone(),
+            command_timeout: Duration::from_millis(settings.command_timeout_ms),
+            pool_timeout: timeout,
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A key of session `id`: `<prefix>:{<id>}:<part>`.
+    pub(crate) fn key(&self, id: &str, part: &str) -> String {
+        format!("{}:{{{id}}}:{part}", self.prefix)
+    }
+
+    fn session_keys(&self, id: &str) -> [String; 5] {
+        ["meta", "turns", "lease", "idem", "ctok"].map(|part| self.key(id, part))
+    }
+
+    fn user_key(&self, tenant: &str, user_id: &str) -> String {
+        format!("{}:user:{}", self.prefix, user_digest(tenant, user_id))
+    }
+
+    /// Runs one request with a deadline; a connection that missed it is discarded.
+    /// The outer error is the store's; the inner one is Redis' own answer.
+    async fn exec<T: FromRedisValue>(
+        &self,
+        request: Request<'_>,
+    ) -> StoreResult<redis::RedisResult<T>> {
+        // Checkout has its own bound: recycling runs a PING per idle connection, and a
+        // stalled Redis would otherwise make the pool try them one after another.
+        let conn = tokio::time::timeout(self.pool_timeout, self.pool.get())
+            .await
+            .map_err(|_| unavailable("no redis connection in time"))?
+            .map_err(unavailable)?;
+        let mut checkout = Checkout {
+            conn: Some(conn),
+            finished: false,
+        };
+        let Some(conn) = checkout.conn.as_mut() else {
+            return Err(unavailable("no connection"));
+        };
+        let call = async {
+            match request {
+                Request::Cmd(cmd) => cmd.query_async::<T>(conn).await,
+                Request::Pipe(pipe) => pipe.query_async::<T>(conn).await,
+            }
+        };
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.command_timeout, call).await;
+        crate::metrics::record_store(started.elapsed(), !matches!(result, Ok(Ok(_))));
+        let result = result.map_err(|_| unavailable("redis command timed out"))?;
+        checkout.finished = true;
+        Ok(result)
+    }
+
+    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> StoreResult<T> {
+        self.exec(Request::Cmd(cmd)).await?.map_err(classify)
+    }
+
+    pub(crate) async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> StoreResult<T> {
+        self.exec(Request::Pipe(pipe)).await?.map_err(classify)
+    }
+
+    /// Runs a script by hash; if Redis does not know it (first use, or a restart), loads
+    /// it and runs it once more.
+    pub(crate) async fn script<T: FromRedisValue>(
+        &self,
+        lua: &Lua,
+        keys: &[&str],
+        args: &[&str],
+    ) -> StoreResult<T> {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&lua.hash).arg(keys.len()).arg(keys).arg(args);
+        match self.exec(Request::Cmd(&cmd)).await? {
+            Err(err) if is_noscript(&err) => {
+                let _: String = self
+                    .query(redis::cmd("SCRIPT").arg("LOAD").arg(lua.source))
+                    .await?;
+                self.query(&cmd).await
+            }
+            other => other.map_err(classify),
+        }
+    }
+
+    /// Loads the session scripts up front, so that startup fails fast on a Redis that
+    /// refuses Lua; scripts elsewhere load on first use.
+    pub async fn load_scripts(&self) -> StoreResult<()> {
+        let mut pipe = redis::pipe();
+        for lua in scripts::ALL.iter() {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(lua.source).ignore();
+        }
+        self.pipeline::<()>(&pipe).await
+    }
+
+    /// Keeps the user index in step after a write that refreshed a session's TTL.
+    async fn refresh_user_index(
+        &self,
+        id: &str,
+        uidx: &str,
+        created_us: i64,
+        ttl_ms: u64,
+    ) -> StoreResult<()> {
+        if uidx.is_empty() {
+            return Ok(());
+        }
+        let (created, ttl) = (created_us.to_string(), ttl_ms.to_string());
+        self.script::<i64>(&scripts::USER_INDEX, &[uidx], &[id, &created, &ttl])
+            .await
+            .map(drop)
+    }
+
+    fn parse_session(
+        &self,
+        id: &str,
+        fields: Vec<(String, Vec<u8>)>,
+    ) -> StoreResult<Option<StoredSession>> {
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_slice())
+        };
+        let number = |name: &str| -> u64 {
+            get(name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0)
+        };
+        let config: SessionConfig = serde_json::from_slice(get("cfg").unwrap_or_default())
+            .map_err(|e| StoreError::Corrupt(format!("session config: {e}")))?;
+        Ok(Some(StoredSession {
+            id: id.to_string(),
+            config,
+            revision: number("rev"),
+            last_activity_ms: i64::try_from(number("last")).unwrap_or(0),
+            message_count: number("n"),
+            usage: UsageTotals {
+                prompt_tokens: number("pt"),
+                completion_tokens: number("ct"),
+                cost_nano_usd: number("cost"),
+            },
+        }))
+    }
+}
+
+fn unavailable(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+/// Redis refusing a command we built (a bug) is not an outage: it must not answer 503
+/// and look like a retryable condition.
+fn classify(err: RedisError) -> StoreError {
+    match err.kind() {
+        ErrorKind::Parse
+        | ErrorKind::UnexpectedReturnType
+        | ErrorKind::Server(
+            ServerErrorKind::ResponseError
+            | ServerErrorKind::ExecAbort
+            | ServerErrorKind::CrossSlot,
+        ) => StoreError::Corrupt(format!("redis refused a command: {err}")),
+        _ => unavailable(err),
+    }
+}
+
+fn is_noscript(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+impl RedisStore {
+    pub(super) async fn schema_version(&self, key: &str) -> StoreResult<u32> {
+        let raw: Option<u32> = self.query(redis::cmd("GET").arg(key)).await?;
+        Ok(raw.unwrap_or(0))
+    }
+
+    pub(super) async fn run_migration(
+        &self,
+        source: &str,
+        key: &str,
+        version: u32,
+    ) -> StoreResult<u32> {
+        self.query(redis::cmd("EVAL").arg(source).arg(1).arg(key).arg(version))
+            .await
+    }
+}
+
+/// Records are stored as JSON; failing to encode one is a bug, not an outage.
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}

@@ -1,0 +1,350 @@
+//! The session half of the Redis store: create, read, change, expire, delete, the
+//! send lease and its atomic commit, and the user index.
+
+use async_trait::async_trait;
+use redis::Value;
+
+use super::{RedisStore, scripts, to_json};
+use crate::{
+    domain::{
+        message::Turn,
+        session::{SessionConfig, StoredSession},
+    },
+    store::{
+        Admission, Commit, CommitOutcome, IdempotencyClaim, Store, StoreError, StoreResult,
+        WriteOutcome,
+    },
+};
+
+/// Scripts that refresh a TTL answer `{ttl_ms, user_index_key}`, or a status integer.
+fn refreshed(value: &Value) -> Option<(u64, String)> {
+    let Value::Array(items) = value else {
+        return None;
+    };
+    let ttl = match items.first()? {
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok()?,
+        Value::Int(i) => u64::try_from(*i).ok()?,
+        _ => return None,
+    };
+    let uidx = match items.get(1) {
+        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    };
+    Some((ttl, uidx))
+}
+
+fn status(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn parse_turns(raw: Vec<Vec<u8>>) -> StoreResult<Vec<Turn>> {
+    raw.iter()
+        .map(|bytes| {
+            serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("turn: {e}")))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.query::<String>(&redis::cmd("PING")).await.map(drop)
+    }
+
+    async fn create_session(
+        &self,
+        id: &str,
+        config: &SessionConfig,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let ttl_ms = config.ttl_seconds.saturating_mul(1000);
+        let uidx = match &config.user_id {
+            Some(user) => self.user_key(&config.tenant, user),
+            None => String::new(),
+        };
+        let args = [
+            to_json(config)?,
+            ttl_ms.to_string(),
+            now_ms.to_string(),
+            uidx.clone(),
+        ];
+        let meta = self.key(id, "meta");
+        let created: i64 = self
+            .script(
+                &scripts::CREATE,
+                &[&meta],
+                &args.each_ref().map(String::as_str),
+            )
+            .await?;
+        if created != 1 {
+            // The id is taken: its owner's index must not learn about this caller.
+            return Ok(false);
+        }
+        // A session missing from its user's index would survive logout: if the index
+        // cannot be written, the session is taken back and the caller sees the failure.
+        let indexed = self
+            .refresh_user_index(id, &uidx, config.created_at.timestamp_micros(), ttl_ms)
+            .await;
+        if let Err(err) = indexed {
+            let _ = self.delete_session(id).await;
+            return Err(err);
+        }
+        Ok(true)
+    }
+
+    async fn get_session(&self, id: &str) -> StoreResult<Option<StoredSession>> {
+        let fields: Vec<(String, Vec<u8>)> = self
+            .query(redis::cmd("HGETALL").arg(self.key(id, "meta")))
+            .await?;
+        self.parse_session(id, fields)
+    }
+
+    async fn update_config(
+        &self,
+        id: &str,
+        config: &SessionConfig,
+        expected_revision: u64,
+        now_ms: i64,
+    ) -> StoreResult<WriteOutcome> {
+        let [meta, turns, _, idem, ctok] = self.session_keys(id);
+        let ttl_ms = config.ttl_seconds.saturating_mul(1000);
+        let args = [
+            to_json(config)?,
+            expected_revision.to_string(),
+            ttl_ms.to_string(),
+            now_ms.to_string(),
+        ];
+        let answer: Value = self
+            .script(
+                &scripts::UPDATE,
+                &[&meta, &turns, &idem, &ctok],
+                &args.each_ref().map(String::as_str),
+            )
+            .await?;
+        match (refreshed(&answer), status(&answer)) {
+            (Some((ttl, uidx)), _) => {
+                self.refresh_user_index(id, &uidx, config.created_at.timestamp_micros(), ttl)
+                    .await?;
+                Ok(WriteOutcome::Written)
+            }
+            (None, Some(0)) => Ok(WriteOutcome::Conflict),
+            _ => Ok(WriteOutcome::Missing),
+        }
+    }
+
+    async fn touch(&self, id: &str, now_ms: i64) -> StoreResult<bool> {
+        let [meta, turns, _, idem, ctok] = self.session_keys(id);
+        let answer: Value = self
+            .script(
+                &scripts::TOUCH,
+                &[&meta, &turns, &idem, &ctok],
+                &[&now_ms.to_string()],
+            )
+            .await?;
+        let Some((ttl, uidx)) = refreshed(&answer) else {
+            return Ok(false);
+        };
+        // The index only needs a TTL at least as long as the session's: creation time is kept.
+        self.refresh_user_index(id, &uidx, now_ms * 1000, ttl)
+            .await?;
+        Ok(true)
+    }
+
+    async fn delete_session(&self, id: &str) -> StoreResult<bool> {
+        let keys = self.session_keys(id);
+        let answer: Value = self
+            .script(&scripts::DELETE, &keys.each_ref().map(String::as_str), &[])
+            .await?;
+        match answer {
+            Value::BulkString(uidx) => {
+                if !uidx.is_empty() {
+                    let () = self.query(redis::cmd("ZREM").arg(uidx).arg(id)).await?;
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn turns(&self, id: &str, start: u64, limit: usize) -> StoreResult<Vec<Turn>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let stop = start.saturating_add(limit as u64 - 1);
+        let raw = self
+            .query(
+                redis::cmd("LRANGE")
+                    .arg(self.key(id, "turns"))
+                    .arg(start)
+                    .arg(stop),
+            )
+            .await?;
+        parse_turns(raw)
+    }
+
+    async fn recent_turns(&self, id: &str, count: usize) -> StoreResult<Vec<Turn>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let start = -i64::try_from(count).unwrap_or(i64::MAX);
+        let raw = self
+            .query(
+                redis::cmd("LRANGE")
+                    .arg(self.key(id, "turns"))
+                    .arg(start)
+                    .arg(-1),
+            )
+            .await?;
+        parse_turns(raw)
+    }
+
+    async fn admit(
+        &self,
+        id: &str,
+        lease_token: &str,
+        lease_ms: u64,
+        claim: Option<&IdempotencyClaim>,
+        now_ms: i64,
+    ) -> StoreResult<Admission> {
+        let [meta, _, lease, idem, _] = self.session_keys(id);
+        let (key, fingerprint, ttl) = match claim {
+            Some(c) => (c.key.as_str(), c.fingerprint.as_str(), c.ttl_ms),
+            None => ("", "", 0),
+        };
+        let args = [lease_ms.to_string(), now_ms.to_string(), ttl.to_string()];
+        let answer: Vec<Value> = self
+            .script(
+                &scripts::ADMIT,
+                &[&meta, &lease, &idem],
+                &[lease_token, &args[0], &args[1], key, fingerprint, &args[2]],
+            )
+            .await?;
+        let text = |i: usize| match answer.get(i) {
+            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        Ok(match text(0).as_str() {
+            "admitted" => Admission::Admitted {
+                message_count: text(1).parse().unwrap_or(0),
+            },
+            "missing" => Admission::Missing,
+            "replay" => Admission::Replay(text(1)),
+            "in_use" => Admission::KeyInUse,
+            "reused" => Admission::KeyReused,
+            _ => Admission::Busy {
+                retry_after_ms: answer
+                    .get(1)
+                    .and_then(status)
+                    .and_then(|v| u64::try_from(v).ok())
+                    .unwrap_or(1000),
+            },
+        })
+    }
+
+    async fn release(
+        &self,
+        id: &str,
+        lease_token: &str,
+        idempotency_key: Option<&str>,
+    ) -> StoreResult<()> {
+        let [_, _, lease, idem, _] = self.session_keys(id);
+        let key = idempotency_key.unwrap_or("");
+        self.script::<i64>(&scripts::RELEASE, &[&lease, &idem], &[lease_token, key])
+            .await
+            .map(drop)
+    }
+
+    async fn commit(&self, id: &str, commit: &Commit) -> StoreResult<CommitOutcome> {
+        let keys = self.session_keys(id);
+        let (idem_key, idem_record) = match &commit.idempotency {
+            Some((claim, response)) => (
+                claim.key.clone(),
+                serde_json::json!({"state": "done", "fp": claim.fingerprint, "at": commit.now_ms, "response": response})
+                    .to_string(),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let mut args = vec![
+            commit.lease_token.clone(),
+            commit.expected_len.to_string(),
+            commit.now_ms.to_string(),
+            commit.usage.prompt_tokens.to_string(),
+            commit.usage.completion_tokens.to_string(),
+            commit.usage.cost_nano_usd.to_string(),
+            idem_key,
+            idem_record,
+        ];
+        for turn in &commit.turns {
+            args.push(to_json(turn)?);
+        }
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let answer: Value = self
+            .script(
+                &scripts::COMMIT,
+                &keys.each_ref().map(String::as_str),
+                &arg_refs,
+            )
+            .await?;
+        match (refreshed(&answer), status(&answer)) {
+            (Some((ttl, uidx)), _) => {
+                // Creation time is not known here; ZADD NX keeps the stored score anyway.
+                self.refresh_user_index(id, &uidx, commit.now_ms * 1000, ttl)
+                    .await?;
+                Ok(CommitOutcome::Committed)
+            }
+            (None, Some(0)) => Ok(CommitOutcome::Missing),
+            _ => Ok(CommitOutcome::LeaseLost),
+        }
+    }
+
+    async fn user_sessions(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        _now_ms: i64,
+    ) -> StoreResult<Vec<String>> {
+        let index = self.user_key(tenant, user_id);
+        let ids: Vec<String> = self
+            .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1))
+            .await?;
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("EXISTS").arg(self.key(id, "meta"));
+        }
+        let alive: Vec<bool> = self.pipeline(&pipe).await?;
+        let (live, dead): (Vec<_>, Vec<_>) =
+            ids.into_iter().zip(alive).partition(|(_, alive)| *alive);
+        if !dead.is_empty() {
+            let dead: Vec<String> = dead.into_iter().map(|(id, _)| id).collect();
+            let () = self.query(redis::cmd("ZREM").arg(&index).arg(dead)).await?;
+        }
+        Ok(live.into_iter().map(|(id, _)| id).collect())
+    }
+
+    async fn delete_user_sessions(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<u64> {
+        let ids = self.user_sessions(tenant, user_id, now_ms).await?;
+        let mut deleted = 0;
+        for id in &ids {
+            deleted += u64::from(self.delete_session(id).await?);
+        }
+        let () = self
+            .query(redis::cmd("DEL").arg(self.user_key(tenant, user_id)))
+            .await?;
+        Ok(deleted)
+    }
+}
