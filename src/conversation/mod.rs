@@ -1,0 +1,11 @@
+//! The send flow of a conversation turn, shared by the session API and the OpenAI relay.
+//!
+//! `prepare` takes the session's lease and builds the prompt, `call_chain` asks the
+//! models, `finish` stores the user and assistant turns in one atomic commit. Nothing is
+//! stored unless the model answered in full.
+
+pub mod context;
+pub mod lease;
+pub mod send;
+pub mod stream;
+pub mod upstream;

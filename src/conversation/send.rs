@@ -1,0 +1,301 @@
+//! One turn of a conversation: admit, build the context, call the model, store both turns.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use super::{
+    context::{Assembled, assemble, budget},
+    lease::Lease,
+    upstream,
+};
+use crate::{
+    auth::Caller,
+    domain::{
+        message::{Role, Turn, message_id},
+        session::{StoredSession, UsageTotals, nano_usd_to_usd, new_id},
+        tokens::TokenCounter,
+    },
+    error::ApiError,
+    llm::{ChatRequest, ChatResponse, registry::Model},
+    metering::{Estimate, Metering, check_session_budget},
+    routes::{now_ms, owned_session},
+    startup::AppState,
+    store::{Admission, Commit, CommitOutcome, IdempotencyClaim},
+};
+
+/// What the client asked for, already decoded.
+#[derive(Debug, Clone)]
+pub struct SendInput {
+    pub content: String,
+    pub model: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+/// A send that holds the session's lease and has its prompt ready.
+pub struct Prepared {
+    pub session: StoredSession,
+    /// The models to try, in order.
+    pub chain: Vec<Arc<Model>>,
+    pub assembled: Assembled,
+    pub user_turn: Turn,
+    pub max_tokens: u32,
+    pub temperature: Option<f32>,
+    pub lease: Lease,
+    pub idempotency: Option<IdempotencyClaim>,
+    /// The key's token-limit and budget reservation, settled by `finish`.
+    pub metering: Metering,
+}
+
+pub enum Started {
+    /// The same `Idempotency-Key` and body completed before: the stored response.
+    Replay(String),
+    Ready(Box<Prepared>),
+}
+
+#[derive(Debug, Serialize)]
+pub struct SendResponse {
+    pub session_id: String,
+    pub message_id: String,
+    pub assistant_message: String,
+    pub model_used: String,
+    pub fallback_count: usize,
+    pub usage: TokenUsage,
+    pub cost_usd: f64,
+    pub context: ContextReport,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenUsage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContextReport {
+    pub messages: usize,
+    pub tokens: u32,
+    pub dropped_messages: u64,
+    pub budget_tokens: u32,
+}
+
+/// Checks the request, takes the lease and builds the prompt. Nothing is written yet.
+pub async fn prepare(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    input: SendInput,
+) -> Result<Started, ApiError> {
+    let mut session = owned_session(state, caller, id).await?;
+    let chain = model_chain(state, &session, input.model.as_deref())?;
+    let Some(primary) = chain.first().cloned() else {
+        return Err(ApiError::invalid("model", "no model to call"));
+    };
+    let max_tokens = input
+        .max_tokens
+        .or(session.config.max_tokens)
+        .unwrap_or(state.settings.sessions.default_max_tokens);
+    let user_tokens =
+        TokenCounter::shared().count_message(primary.tokenizer, Role::User, &input.content);
+
+    let token = new_id();
+    let lease_ms = state.settings.sessions.lease_seconds * 1000;
+    let claim = input.idempotency.as_ref();
+    match state
+        .store
+        .admit(id, &token, lease_ms, claim, now_ms())
+        .await?
+    {
+        Admission::Admitted { message_count } => session.message_count = message_count,
+        Admission::Missing => return Err(ApiError::SessionNotFound),
+        Admission::Busy { retry_after_ms } => {
+            return Err(ApiError::SessionBusy {
+                // The lease's remaining time is only an upper bound (most sends take
+                // seconds), so the hint stays short: clients back off from there.
+                retry_after: retry_after_ms.div_ceil(1000).clamp(1, 2),
+            });
+        }
+        Admission::Replay(response) => return Ok(Started::Replay(response)),
+        Admission::KeyInUse => return Err(ApiError::IdempotencyKeyInUse),
+        Admission::KeyReused => return Err(ApiError::IdempotencyKeyReused),
+    }
+    // From here on the lease is released on every exit, early returns and panics included.
+    let mut lease = Lease::new(
+        state,
+        id,
+        token,
+        input.idempotency.as_ref().map(|c| c.key.clone()),
+    );
+    let budget = budget(&session, &primary, max_tokens);
+    let new_message = Some((input.content.as_str(), user_tokens));
+    let assembled = assemble(
+        state.store.as_ref(),
+        &session,
+        &primary,
+        new_message,
+        budget,
+    )
+    .await;
+    let assembled = lease.release_on_err(assembled).await?;
+    // Caps and the token limit are checked on the worst case, before any upstream call.
+    let estimate = Estimate::for_chain(&chain, assembled.tokens, max_tokens);
+    let checked = check_session_budget(state, &session, &estimate).await;
+    lease.release_on_err(checked).await?;
+    let metering = Metering::reserve(state, caller, &estimate).await;
+    let metering = lease.release_on_err(metering).await?;
+    let user_turn = Turn {
+        id: message_id(session.message_count),
+        role: Role::User,
+        content: input.content,
+        created_at: Utc::now(),
+        tokens: user_tokens,
+    };
+    Ok(Started::Ready(Box::new(Prepared {
+        temperature: input.temperature.or(session.config.temperature),
+        session,
+        chain,
+        assembled,
+        user_turn,
+        max_tokens,
+        lease,
+        idempotency: input.idempotency,
+        metering,
+    })))
+}
+
+/// The request's model (or the session's), then the session's fallbacks — or, when the
+/// session names none, the model's configured ones.
+fn model_chain(
+    state: &AppState,
+    session: &StoredSession,
+    requested: Option<&str>,
+) -> Result<Vec<Arc<Model>>, ApiError> {
+    let first = requested.unwrap_or(&session.config.model);
+    let primary = state
+        .models
+        .get(first)
+        .ok_or_else(|| ApiError::invalid("model", format!("unknown model `{first}`")))?;
+    let fallbacks = if session.config.fallback_models.is_empty() {
+        &primary.fallbacks
+    } else {
+        &session.config.fallback_models
+    };
+    let mut chain = vec![primary.clone()];
+    for name in fallbacks {
+        if let Some(model) = state.models.get(name)
+            && !chain.iter().any(|m| m.name == model.name)
+        {
+            chain.push(model.clone());
+        }
+    }
+    Ok(chain)
+}
+
+impl Prepared {
+    pub fn request_for(&self, model: &Model) -> ChatRequest {
+        ChatRequest {
+            model: model.upstream_name.clone(),
+            messages: self.assembled.messages.clone(),
+            max_tokens: Some(self.max_tokens),
+            temperature: self.temperature,
+        }
+    }
+}
+
+/// Routes the request along the chain (retries, fallbacks, breakers) until one model
+/// answers, within the request's deadline.
+pub async fn call_chain(
+    state: &AppState,
+    prepared: &Prepared,
+) -> Result<(usize, ChatResponse), ApiError> {
+    let routed = state
+        .router
+        .complete(
+            &prepared.chain,
+            |m| prepared.request_for(m),
+            upstream::deadline(state),
+        )
+        .await
+        .map_err(upstream::api_error)?;
+    Ok((routed.index, routed.value))
+}
+
+/// Stores the user and assistant turns together and builds the response.
+pub async fn finish(
+    state: &AppState,
+    mut prepared: Prepared,
+    model_index: usize,
+    answer: ChatResponse,
+) -> Result<SendResponse, ApiError> {
+    let model = prepared
+        .chain
+        .get(model_index)
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("model index".into()))?;
+    let counter = TokenCounter::shared();
+    let assistant_tokens = counter.count_message(model.tokenizer, Role::Assistant, &answer.content);
+    let usage = answer.usage.unwrap_or(crate::llm::Usage {
+        prompt_tokens: prepared.assembled.tokens,
+        completion_tokens: counter.count_text(model.tokenizer, &answer.content),
+    });
+    let cost_nano_usd = model.cost_nano_usd(usage.prompt_tokens, usage.completion_tokens);
+    let assistant_turn = Turn {
+        id: message_id(prepared.session.message_count + 1),
+        role: Role::Assistant,
+        content: answer.content,
+        created_at: Utc::now(),
+        tokens: assistant_tokens,
+    };
+    let response = SendResponse {
+        session_id: prepared.session.id.clone(),
+        message_id: assistant_turn.id.clone(),
+        assistant_message: assistant_turn.content.clone(),
+        model_used: model.name.clone(),
+        fallback_count: model_index,
+        usage: TokenUsage {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            total_tokens: usage.prompt_tokens.saturating_add(usage.completion_tokens),
+        },
+        cost_usd: nano_usd_to_usd(cost_nano_usd),
+        context: ContextReport {
+            messages: prepared.assembled.messages.len(),
+            tokens: prepared.assembled.tokens,
+            dropped_messages: prepared.assembled.dropped,
+            budget_tokens: prepared.assembled.budget,
+        },
+    };
+    let response_json =
+        serde_json::to_string(&response).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let commit = Commit {
+        lease_token: prepared.lease.token().to_string(),
+        expected_len: prepared.session.message_count,
+        turns: vec![prepared.user_turn.clone(), assistant_turn],
+        usage: UsageTotals {
+            prompt_tokens: u64::from(usage.prompt_tokens),
+            completion_tokens: u64::from(usage.completion_tokens),
+            cost_nano_usd,
+        },
+        now_ms: now_ms(),
+        idempotency: prepared
+            .idempotency
+            .take()
+            .map(|claim| (claim, response_json)),
+    };
+    // Settled whatever the commit says: the model answered, so the cost was incurred.
+    prepared.metering.settle(&model, usage, cost_nano_usd).await;
+    let outcome = state.store.commit(&prepared.session.id, &commit).await?;
+    match outcome {
+        CommitOutcome::Committed => {
+            prepared.lease.committed();
+            Ok(response)
+        }
+        // Deleted or expired while the model answered: the reply is dropped, not stored.
+        CommitOutcome::Missing => Err(ApiError::SessionNotFound),
+        CommitOutcome::LeaseLost => Err(ApiError::SessionBusy { retry_after: 1 }),
+    }
+}

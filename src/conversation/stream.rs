@@ -1,0 +1,216 @@
+//! Answers as server-sent events, for the session API and the OpenAI relay alike.
+//!
+//! The router holds an upstream stream back until its first content, so every failure
+//! before that point (refused, reset, 5xx, no first token in time) still falls back to the
+//! next attempt and the client sees nothing of it. From the first byte sent on, the model
+//! is fixed: a later failure (cut, stall, malformed chunk, missing terminator) ends the
+//! stream with an error event, never with the event that means "complete", and nothing is
+//! stored.
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+use tokio::{sync::mpsc, time::Instant};
+
+use super::{
+    send::{Prepared, finish},
+    upstream,
+};
+use crate::{
+    error::ApiError,
+    llm::{
+        ChatRequest, ChatResponse, EventStream, ProviderError, StreamEvent, registry::Model,
+        router::Attempt,
+    },
+    startup::AppState,
+};
+
+/// An upstream stream that has produced content, and how it was reached.
+pub struct Opened {
+    /// Position in the chain of the model that answers.
+    pub index: usize,
+    pub model: String,
+    first: Option<StreamEvent>,
+    rest: EventStream,
+    failed: Vec<Attempt>,
+}
+
+/// How one kind of event stream writes its events.
+#[async_trait]
+pub trait EventWriter: Send + 'static {
+    fn delta(&mut self, text: &str) -> Bytes;
+    /// The complete answer arrived: store it if there is something to store, and write
+    /// the closing events.
+    async fn done(&mut self, answer: ChatResponse) -> Result<Bytes, ApiError>;
+    /// The stream failed: give the session back first, then write the error event.
+    async fn error(&mut self, err: &ApiError) -> Bytes;
+}
+
+/// `POST /v1/sessions/{id}/messages` with `"stream": true`: `delta` events, then one `done`
+/// event with the full response, or an `error` event and never a `done`.
+pub async fn respond(
+    state: web::Data<AppState>,
+    mut prepared: Prepared,
+) -> Result<HttpResponse, ApiError> {
+    let deadline = upstream::deadline(&state);
+    let opened = open(
+        &state,
+        &prepared.chain,
+        |m| prepared.request_for(m),
+        deadline,
+    )
+    .await;
+    let opened = prepared.lease.release_on_err(opened).await?;
+    let writer = SessionEvents {
+        state: state.clone(),
+        index: opened.index,
+        prepared: Some(prepared),
+    };
+    Ok(serve(state, opened, writer, deadline))
+}
+
+/// Opens a stream along the chain. A failure here is an ordinary JSON error.
+pub async fn open(
+    state: &AppState,
+    chain: &[Arc<Model>],
+    request_for: impl Fn(&Model) -> ChatRequest,
+    deadline: Instant,
+) -> Result<Opened, ApiError> {
+    let routed = state
+        .router
+        .open_stream(chain, request_for, deadline)
+        .await
+        .map_err(upstream::api_error)?;
+    let model = chain
+        .get(routed.index)
+        .map(|m| m.name.clone())
+        .ok_or_else(|| ApiError::Internal("model index".into()))?;
+    Ok(Opened {
+        index: routed.index,
+        model,
+        first: Some(routed.value.first),
+        rest: routed.value.rest,
+        failed: routed.failed,
+    })
+}
+
+/// Answers with an event stream fed by a task that relays the upstream.
+pub fn serve(
+    state: web::Data<AppState>,
+    opened: Opened,
+    writer: impl EventWriter,
+    deadline: Instant,
+) -> HttpResponse {
+    let (tx, rx) = mpsc::channel::<Bytes>(32);
+    tokio::spawn(pump(state, opened, writer, tx, deadline));
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, actix_web::Error>(chunk), rx))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body)
+}
+
+/// Relays events until the answer is complete or the stream fails. If the client goes
+/// away, the upstream request is dropped (cancelled) and, for a session, the lease
+/// released: nothing is stored for an answer nobody saw.
+async fn pump(
+    state: web::Data<AppState>,
+    mut opened: Opened,
+    mut writer: impl EventWriter,
+    tx: mpsc::Sender<Bytes>,
+    deadline: Instant,
+) {
+    let idle = state.router.idle_timeout();
+    loop {
+        let next = match opened.first.take() {
+            Some(first) => Ok(Some(Ok(first))),
+            None => {
+                let wake = (Instant::now() + idle).min(deadline);
+                tokio::select! {
+                    () = tx.closed() => return,
+                    next = tokio::time::timeout_at(wake, opened.rest.next()) => next,
+                }
+            }
+        };
+        let (bytes, last) = match next {
+            Ok(Some(Ok(StreamEvent::Delta(text)))) => (writer.delta(&text), false),
+            Ok(Some(Ok(StreamEvent::Done(answer)))) => match writer.done(answer).await {
+                Ok(closing) => (closing, true),
+                Err(err) => (writer.error(&err).await, true),
+            },
+            Ok(Some(Err(err))) => (writer.error(&broke(&state, &mut opened, err)).await, true),
+            Ok(None) => {
+                let err = broke(&state, &mut opened, ProviderError::StreamCut);
+                (writer.error(&err).await, true)
+            }
+            Err(_) if Instant::now() >= deadline => {
+                (writer.error(&ApiError::UpstreamTimeout).await, true)
+            }
+            Err(_) => {
+                let err = broke(&state, &mut opened, ProviderError::Timeout);
+                (writer.error(&err).await, true)
+            }
+        };
+        if tx.send(bytes).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// The stream failed after it began: the breaker hears of it, the client gets every
+/// failed attempt of this request.
+fn broke(state: &AppState, opened: &mut Opened, err: ProviderError) -> ApiError {
+    tracing::warn!(model = %opened.model, error = %err, "upstream stream failed after it began");
+    state.router.stream_failed(&opened.model);
+    opened.failed.push(Attempt {
+        model: opened.model.clone(),
+        error: Some(err),
+    });
+    ApiError::UpstreamError {
+        attempts: opened.failed.iter().map(upstream::report).collect(),
+    }
+}
+
+struct SessionEvents {
+    state: web::Data<AppState>,
+    index: usize,
+    prepared: Option<Prepared>,
+}
+
+#[async_trait]
+impl EventWriter for SessionEvents {
+    fn delta(&mut self, text: &str) -> Bytes {
+        sse("delta", &json!({ "content": text }))
+    }
+
+    async fn done(&mut self, answer: ChatResponse) -> Result<Bytes, ApiError> {
+        let prepared = self
+            .prepared
+            .take()
+            .ok_or_else(|| ApiError::Internal("answer completed twice".into()))?;
+        let response = finish(&self.state, prepared, self.index, answer).await?;
+        Ok(sse("done", &response))
+    }
+
+    async fn error(&mut self, err: &ApiError) -> Bytes {
+        if let Some(prepared) = self.prepared.as_mut() {
+            prepared.lease.release().await;
+        }
+        sse("error", &err.body())
+    }
+}
+
+fn sse(event: &str, data: &impl Serialize) -> Bytes {
+    let data = serde_json::to_string(data).unwrap_or_else(|_| "{}".into());
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}

@@ -1,0 +1,64 @@
+//! Between the router and the contract: the request deadline, and routing failures turned
+//! into `upstream_error` (with every attempt) or `upstream_timeout`.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::time::Instant;
+
+use crate::{
+    error::{ApiError, FailedAttempt},
+    llm::{
+        ProviderError,
+        registry::Model,
+        router::{Attempt, RouteError},
+    },
+    startup::AppState,
+};
+
+/// The overall deadline of a request that calls upstream models, from now.
+pub fn deadline(state: &AppState) -> Instant {
+    Instant::now() + Duration::from_secs(state.settings.server.request_timeout_seconds)
+}
+
+pub fn api_error(err: RouteError) -> ApiError {
+    match err {
+        RouteError::Deadline(_) => ApiError::UpstreamTimeout,
+        RouteError::Exhausted(attempts) => ApiError::UpstreamError {
+            attempts: attempts.iter().map(report).collect(),
+        },
+    }
+}
+
+pub fn report(attempt: &Attempt) -> FailedAttempt {
+    let status = match &attempt.error {
+        Some(ProviderError::Status { status, .. }) => Some(*status),
+        _ => None,
+    };
+    let error = attempt.error.as_ref().map_or_else(
+        || "skipped: the model's circuit breaker is open".to_string(),
+        ToString::to_string,
+    );
+    FailedAttempt {
+        model: attempt.model.clone(),
+        status,
+        error,
+        reason: attempt.reason(),
+    }
+}
+
+/// A model and its configured fallbacks, for calls without a session.
+pub fn configured_chain(state: &AppState, name: &str) -> Result<Vec<Arc<Model>>, ApiError> {
+    let primary = state
+        .models
+        .get(name)
+        .ok_or_else(|| ApiError::invalid("model", format!("unknown model `{name}`")))?;
+    let mut chain = vec![primary.clone()];
+    for fallback in &primary.fallbacks {
+        if let Some(model) = state.models.get(fallback)
+            && !chain.iter().any(|m| m.name == model.name)
+        {
+            chain.push(model.clone());
+        }
+    }
+    Ok(chain)
+}

@@ -1,0 +1,8 @@
+//! The domain: sessions, turns, token counting and the context builder. No I/O here.
+
+pub mod context;
+pub mod export;
+pub mod message;
+pub mod session;
+pub mod tokens;
+pub mod transfer;

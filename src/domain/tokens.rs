@@ -1,0 +1,244 @@
+//! Token counting with the model's own tokenizer.
+//!
+//! Building a tokenizer is slow (hundreds of milliseconds, more in debug builds), so
+//! there is one [`TokenCounter`] per process and each encoding is built at most once.
+
+use std::sync::OnceLock;
+
+use tiktoken_rs::CoreBPE;
+
+use crate::domain::message::Role;
+
+/// Every chat message costs this much on top of its role and content tokens
+/// (the `<|start|>role … <|end|>` framing OpenAI documents).
+pub const TOKENS_PER_MESSAGE: u32 = 3;
+
+/// Every reply is primed with `<|start|>assistant<|message|>`.
+pub const REPLY_PRIMING_TOKENS: u32 = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tokenizer {
+    O200kBase,
+    Cl100kBase,
+}
+
+impl Tokenizer {
+    pub fn from_name(name: &str) -> Option<Tokenizer> {
+        match name {
+            "o200k_base" => Some(Tokenizer::O200kBase),
+            "cl100k_base" => Some(Tokenizer::Cl100kBase),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tokenizer::O200kBase => "o200k_base",
+            Tokenizer::Cl100kBase => "cl100k_base",
+        }
+    }
+
+    /// Only the GPT-4 and GPT-3.5 families use cl100k. Everything newer, and every
+    /// model we know nothing about, is counted with o200k: an estimate from a modern
+    /// vocabulary is closer than one from an older one.
+    pub fn for_model(model_name: &str) -> Tokenizer {
+        let name = bare_model_name(model_name);
+        let is_gpt4_classic = name == "gpt-4" || name.starts_with("gpt-4-");
+        if is_gpt4_classic || name.starts_with("gpt-3.5") {
+            Tokenizer::Cl100kBase
+        } else {
+            Tokenizer::O200kBase
+        }
+    }
+}
+
+/// `openai/gpt-4-turbo` and `ft:gpt-3.5-turbo:org:id` use their base model's tokenizer.
+fn bare_model_name(model_name: &str) -> String {
+    let name = model_name.rsplit('/').next().unwrap_or(model_name);
+    let name = name.strip_prefix("ft:").unwrap_or(name);
+    name.to_ascii_lowercase()
+}
+
+/// One slot per encoding. `None` inside means construction failed and counts fall back
+/// to an estimate: a tokenizer problem must degrade accuracy, not take the service down.
+pub struct TokenCounter {
+    o200k: OnceLock<Option<CoreBPE>>,
+    cl100k: OnceLock<Option<CoreBPE>>,
+}
+
+static SHARED: TokenCounter = TokenCounter {
+    o200k: OnceLock::new(),
+    cl100k: OnceLock::new(),
+};
+
+impl TokenCounter {
+    pub fn shared() -> &'static TokenCounter {
+        &SHARED
+    }
+
+    /// Builds both encodings now (in parallel) so that no request pays for it.
+    pub fn warm_up() {
+        let counter = Self::shared();
+        std::thread::scope(|scope| {
+            scope.spawn(|| counter.encoding(Tokenizer::Cl100kBase));
+            counter.encoding(Tokenizer::O200kBase);
+        });
+    }
+
+    /// Tokens of `text` alone. Special-token markers in user text are counted as the
+    /// plain text they are, never as control tokens.
+    pub fn count_text(&self, tokenizer: Tokenizer, text: &str) -> u32 {
+        match self.encoding(tokenizer) {
+            Some(bpe) => saturate(bpe.encode_ordinary(text).len()),
+            None => estimate(text),
+        }
+    }
+
+    /// What one message costs inside a chat prompt: framing, role and content.
+    pub fn count_message(&self, tokenizer: Tokenizer, role: Role, content: &str) -> u32 {
+        TOKENS_PER_MESSAGE
+            .saturating_add(self.count_text(tokenizer, role.as_str()))
+            .saturating_add(self.count_text(tokenizer, content))
+    }
+
+    fn encoding(&self, tokenizer: Tokenizer) -> Option<&CoreBPE> {
+        let slot = match tokenizer {
+            Tokenizer::O200kBase => &self.o200k,
+            Tokenizer::Cl100kBase => &self.cl100k,
+        };
+        slot.get_or_init(|| build_encoding(tokenizer)).as_ref()
+    }
+}
+
+fn build_encoding(tokenizer: Tokenizer) -> Option<CoreBPE> {
+    let built = match tokenizer {
+        Tokenizer::O200kBase => tiktoken_rs::o200k_base(),
+        Tokenizer::Cl100kBase => tiktoken_rs::cl100k_base(),
+    };
+    built
+        .map_err(|reason| {
+            tracing::warn!(
+                tokenizer = tokenizer.name(),
+                %reason,
+                "tokenizer unavailable, estimating token counts"
+            );
+        })
+        .ok()
+}
+
+/// Roughly four bytes per token for English; used only if a tokenizer cannot be built.
+fn estimate(text: &str) -> u32 {
+    saturate(text.len().div_ceil(4))
+}
+
+fn saturate(count: usize) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    const BOTH: [Tokenizer; 2] = [Tokenizer::O200kBase, Tokenizer::Cl100kBase];
+
+    #[test]
+    fn hello_world_is_two_tokens_in_both_encodings() {
+        for tokenizer in BOTH {
+            assert_eq!(
+                TokenCounter::shared().count_text(tokenizer, "hello world"),
+                2
+            );
+        }
+    }
+
+    #[test]
+    fn empty_text_is_zero_tokens() {
+        for tokenizer in BOTH {
+            assert_eq!(TokenCounter::shared().count_text(tokenizer, ""), 0);
+        }
+    }
+
+    #[test]
+    fn chinese_is_cheaper_in_the_larger_vocabulary() {
+        let text = "我们今天去公园散步，然后一起吃晚饭。";
+        let o200k = TokenCounter::shared().count_text(Tokenizer::O200kBase, text);
+        let cl100k = TokenCounter::shared().count_text(Tokenizer::Cl100kBase, text);
+        assert!(o200k > 0 && o200k <= text.chars().count() as u32 * 2);
+        assert!(o200k < cl100k, "o200k {o200k} vs cl100k {cl100k}");
+    }
+
+    #[test]
+    fn emoji_counts_are_positive_and_bounded_by_bytes() {
+        let text = "🎉🚀👩‍💻";
+        for tokenizer in BOTH {
+            let count = TokenCounter::shared().count_text(tokenizer, text);
+            assert!(
+                count > 0 && count <= text.len() as u32,
+                "{tokenizer:?}: {count}"
+            );
+        }
+    }
+
+    #[test]
+    fn special_token_markers_in_user_text_are_plain_text() {
+        let count = TokenCounter::shared().count_text(Tokenizer::Cl100kBase, "<|endoftext|>");
+        assert!(count > 1, "counted as a single special token");
+    }
+
+    #[test]
+    fn message_cost_adds_framing_and_role() {
+        let counter = TokenCounter::shared();
+        let cost = counter.count_message(Tokenizer::O200kBase, Role::User, "hello world");
+        // 3 framing + "user" (1) + "hello world" (2)
+        assert_eq!(cost, 6);
+    }
+
+    #[test]
+    fn tokenizer_names_round_trip() {
+        for tokenizer in BOTH {
+            assert_eq!(Tokenizer::from_name(tokenizer.name()), Some(tokenizer));
+        }
+        assert_eq!(Tokenizer::from_name("p50k_base"), None);
+    }
+
+    #[test]
+    fn models_map_to_their_tokenizer() {
+        let o200k = [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "gpt-5",
+            "o1",
+            "o3-mini",
+            "o4-mini",
+        ];
+        let cl100k = [
+            "gpt-4",
+            "gpt-4-turbo",
+            "gpt-4-0613",
+            "gpt-3.5-turbo",
+            "ft:gpt-3.5-turbo:x",
+        ];
+        for model in o200k
+            .iter()
+            .chain(["claude-sonnet-4", "llama3", "openai/gpt-4o"].iter())
+        {
+            assert_eq!(Tokenizer::for_model(model), Tokenizer::O200kBase, "{model}");
+        }
+        for model in cl100k.iter().chain(["openai/GPT-4"].iter()) {
+            assert_eq!(
+                Tokenizer::for_model(model),
+                Tokenizer::Cl100kBase,
+                "{model}"
+            );
+        }
+    }
+
+    #[test]
+    fn estimate_rounds_up() {
+        assert_eq!(estimate(""), 0);
+        assert_eq!(estimate("abcde"), 2);
+    }
+}

@@ -1,0 +1,289 @@
+//! Bulk import and export records: one session per NDJSON line, the same shape both ways,
+//! so that what an export writes an import reads back unchanged.
+//!
+//! The contract fixes `session_id`, `user_id`, `model`, `system_prompt`, `ttl_seconds`,
+//! `metadata` and `messages`; the other settings of a session (and its `created_at`) ride
+//! along as optional fields and are left out when unset, so that a round trip loses nothing.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+use crate::{
+    domain::{
+        message::Role,
+        session::{Limits, SessionConfig, is_session_id},
+    },
+    error::{ApiError, from_json_error},
+};
+
+/// `?mode=` of an import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportMode {
+    /// A new session; an id that is taken is an error for that item.
+    #[default]
+    Create,
+    /// The messages are added after the session's history; nothing else changes.
+    Append,
+    /// The session becomes exactly what the item says: settings, history, nothing kept.
+    Replace,
+}
+
+impl ImportMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportMode::Create => "create",
+            ImportMode::Append => "append",
+            ImportMode::Replace => "replace",
+        }
+    }
+
+    /// The result status of an item written in this mode.
+    pub fn done_status(self) -> &'static str {
+        match self {
+            ImportMode::Create => "created",
+            ImportMode::Append => "appended",
+            ImportMode::Replace => "replaced",
+        }
+    }
+}
+
+/// One session as imported.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRecord {
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    pub model: Option<String>,
+    pub fallback_models: Option<Vec<String>>,
+    pub system_prompt: Option<String>,
+    pub context_window: Option<u32>,
+    pub max_context_tokens: Option<u32>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub ttl_seconds: Option<u64>,
+    pub metadata: Option<Map<String, Value>>,
+    pub max_cost_usd: Option<f64>,
+    #[serde(default, deserialize_with = "rfc3339")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub messages: Vec<MessageRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRecord {
+    pub role: Role,
+    pub content: String,
+    /// Kept when given; the import time otherwise.
+    #[serde(default, deserialize_with = "rfc3339")]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// Timestamps must be RFC 3339 (any offset; stored in UTC); a bad one is an error naming
+/// its field, like any other.
+fn rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|_| serde::de::Error::custom(format!("`{text}` is not an RFC 3339 timestamp")))
+}
+
+/// What validation of one item needs to know.
+pub struct ImportRules<'a> {
+    pub mode: ImportMode,
+    pub tenant: &'a str,
+    pub default_model: &'a str,
+    pub default_ttl_seconds: u64,
+    pub max_messages: usize,
+    pub max_content_bytes: usize,
+    pub session: Limits<'a>,
+}
+
+/// An item that passed every check.
+#[derive(Debug)]
+pub struct ValidItem {
+    pub session_id: Option<String>,
+    /// The settings to write; `None` in append mode, where the stored ones stay.
+    pub config: Option<SessionConfig>,
+    pub messages: Vec<MessageRecord>,
+}
+
+/// Decodes one item. The fast decoder runs first; only a failure is decoded again with
+/// path tracking, so that the error names the field (`messages[3].role`).
+pub fn parse_record(bytes: &[u8]) -> Result<SessionRecord, ApiError> {
+    match serde_json::from_slice(bytes) {
+        Ok(record) => Ok(record),
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let err = match serde_path_to_error::deserialize::<_, SessionRecord>(&mut de) {
+                Ok(_) => return serde_json::from_slice(bytes).map_err(syntax_error),
+                Err(err) => err,
+            };
+            Err(prefixed(from_json_error(err)))
+        }
+    }
+}
+
+fn syntax_error(err: serde_json::Error) -> ApiError {
+    ApiError::InvalidRequest {
+        message: format!("malformed JSON: {err}"),
+        field: None,
+    }
+}
+
+/// Item errors are read without their HTTP envelope: the message starts with the field.
+pub fn prefixed(err: ApiError) -> ApiError {
+    match err {
+        ApiError::InvalidRequest {
+            message,
+            field: Some(field),
+        } if !message.starts_with(&field) => ApiError::InvalidRequest {
+            message: format!("{field}: {message}"),
+            field: Some(field),
+        },
+        other => other,
+    }
+}
+
+/// Checks one decoded item against the rules of its mode, naming the first field at fault.
+pub fn validate(record: SessionRecord, rules: &ImportRules) -> Result<ValidItem, ApiError> {
+    if let Some(id) = &record.session_id
+        && !is_session_id(id)
+    {
+        return Err(ApiError::invalid(
+            "session_id",
+            "1 to 128 characters: letters, digits, - and _",
+        ));
+    }
+    if rules.mode != ImportMode::Create && record.session_id.is_none() {
+        return Err(ApiError::invalid(
+            "session_id",
+            format!("required in {} mode", rules.mode.as_str()),
+        ));
+    }
+    if record.messages.len() > rules.max_messages {
+        return Err(ApiError::invalid(
+            "messages",
+            format!("at most {} messages per session", rules.max_messages),
+        ));
+    }
+    if let Some(i) = record
+        .messages
+        .iter()
+        .position(|m| m.content.len() > rules.max_content_bytes)
+    {
+        return Err(ApiError::invalid(
+            format!("messages[{i}].content"),
+            format!("at most {} bytes", rules.max_content_bytes),
+        ));
+    }
+    let session_id = record.session_id.clone();
+    let (config, messages) = if rules.mode == ImportMode::Append {
+        append_only(&record)?;
+        (None, record.messages)
+    } else {
+        let (config, messages) = into_config(record, rules);
+        config.validate(&rules.session)?;
+        (Some(config), messages)
+    };
+    Ok(ValidItem {
+        session_id,
+        config,
+        messages,
+    })
+}
+
+/// Append adds history only: settings in the item would be silently dropped, so they are refused.
+fn append_only(record: &SessionRecord) -> Result<(), ApiError> {
+    let given = [
+        ("user_id", record.user_id.is_some()),
+        ("model", record.model.is_some()),
+        ("fallback_models", record.fallback_models.is_some()),
+        ("system_prompt", record.system_prompt.is_some()),
+        ("context_window", record.context_window.is_some()),
+        ("max_context_tokens", record.max_context_tokens.is_some()),
+        ("max_tokens", record.max_tokens.is_some()),
+        ("temperature", record.temperature.is_some()),
+        ("ttl_seconds", record.ttl_seconds.is_some()),
+        ("metadata", record.metadata.is_some()),
+        ("max_cost_usd", record.max_cost_usd.is_some()),
+        ("created_at", record.created_at.is_some()),
+    ];
+    match given.iter().find(|(_, present)| *present) {
+        Some((field, _)) => Err(ApiError::invalid(
+            *field,
+            "append mode adds messages only: give session_id and messages",
+        )),
+        None => Ok(()),
+    }
+}
+
+fn into_config(record: SessionRecord, rules: &ImportRules) -> (SessionConfig, Vec<MessageRecord>) {
+    let config = SessionConfig {
+        tenant: rules.tenant.to_string(),
+        user_id: record.user_id,
+        model: record.model.unwrap_or_else(|| rules.default_model.into()),
+        fallback_models: record.fallback_models.unwrap_or_default(),
+        system_prompt: record.system_prompt,
+        context_window: record.context_window,
+        max_context_tokens: record.max_context_tokens,
+        max_tokens: record.max_tokens,
+        temperature: record.temperature,
+        ttl_seconds: record.ttl_seconds.unwrap_or(rules.default_ttl_seconds),
+        metadata: record.metadata.unwrap_or_default(),
+        max_cost_usd: record.max_cost_usd,
+        created_at: record.created_at.unwrap_or_else(Utc::now),
+    };
+    (config, record.messages)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn errors_name_the_field_of_the_item() {
+        let line =
+            br#"{"messages":[{"role":"user","content":"a"},{"role":"robot","content":"b"}]}"#;
+        let err = parse_record(line).unwrap_err();
+        let body = err.body();
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("messages[1].role: unknown variant"),
+            "{body}"
+        );
+        assert_eq!(body["field"], "messages[1].role");
+    }
+
+    #[test]
+    fn timestamps_must_be_rfc3339() {
+        let ok = br#"{"messages":[{"role":"user","content":"a","created_at":"2024-05-01T10:00:00+02:00"}]}"#;
+        let record = parse_record(ok).unwrap();
+        assert_eq!(
+            crate::domain::export::timestamp(&record.messages[0].created_at.unwrap()),
+            "2024-05-01T08:00:00Z"
+        );
+        let bad = br#"{"messages":[{"role":"user","content":"a","created_at":"2024-05-01"}]}"#;
+        let body = parse_record(bad).unwrap_err().body();
+        assert_eq!(body["field"], "messages[0].created_at", "{body}");
+    }
+
+    #[test]
+    fn malformed_json_names_no_field() {
+        let body = parse_record(b"{\"messages\": [").unwrap_err().body();
+        assert!(body.get("field").is_none());
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("malformed JSON")
+        );
+    }
+}

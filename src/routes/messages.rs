@@ -1,0 +1,161 @@
+//! Sending a message (the delta) and previewing the context the next turn would send.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{extract::ApiJson, owned_session};
+use crate::{
+    auth::Caller,
+    conversation::{
+        context::{assemble, budget},
+        send::{SendInput, Started, call_chain, finish, prepare},
+        stream,
+    },
+    error::ApiError,
+    startup::AppState,
+    store::IdempotencyClaim,
+};
+
+pub fn configure(cfg: &mut super::Routes) {
+    cfg.service(send).service(context);
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendBody {
+    content: String,
+    model: Option<String>,
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+    #[serde(default)]
+    stream: bool,
+}
+
+#[utoipa::path(tag = "messages", responses((status = 200, description = "See API.md")))]
+#[post("/v1/sessions/{id}/messages")]
+async fn send(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    req: HttpRequest,
+    body: ApiJson<SendBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ApiJson { value, raw } = body;
+    let streaming = value.stream;
+    let input = send_input(&state, &req, value, &raw)?;
+    let mut prepared = match prepare(&state, &caller, &id, input).await? {
+        Started::Replay(stored) => return Ok(replay(stored, streaming)),
+        Started::Ready(prepared) => *prepared,
+    };
+    if streaming {
+        return stream::respond(state, prepared).await;
+    }
+    let called = call_chain(&state, &prepared).await;
+    let (model_index, answer) = prepared.lease.release_on_err(called).await?;
+    let response = finish(&state, prepared, model_index, answer).await?;
+    Ok(HttpResponse::Ok().json(response))
+}
+
+fn send_input(
+    state: &AppState,
+    req: &HttpRequest,
+    body: SendBody,
+    raw: &[u8],
+) -> Result<SendInput, ApiError> {
+    let SendBody {
+        content,
+        model,
+        max_tokens,
+        temperature,
+        stream: _,
+    } = body;
+    let limit = state.settings.sessions.max_message_bytes;
+    if content.is_empty() || content.len() > limit {
+        return Err(ApiError::invalid("content", format!("1 to {limit} bytes")));
+    }
+    if temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        return Err(ApiError::invalid("temperature", "must be between 0 and 2"));
+    }
+    if max_tokens == Some(0) {
+        return Err(ApiError::invalid("max_tokens", "must be at least 1"));
+    }
+    Ok(SendInput {
+        content,
+        model,
+        max_tokens,
+        temperature,
+        idempotency: idempotency_claim(state, req, raw)?,
+    })
+}
+
+/// `Idempotency-Key`: the body's digest tells a retry from a different request.
+fn idempotency_claim(
+    state: &AppState,
+    req: &HttpRequest,
+    raw: &[u8],
+) -> Result<Option<IdempotencyClaim>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| ApiError::invalid("Idempotency-Key", "1 to 255 visible ASCII characters"))?;
+    Ok(Some(IdempotencyClaim {
+        key: key.to_string(),
+        fingerprint: hex::encode(Sha256::digest(raw)),
+        ttl_ms: state.settings.sessions.idempotency_ttl_seconds * 1000,
+    }))
+}
+
+/// A stored response replayed; as an event stream when the retry asked for one.
+fn replay(stored: String, streaming: bool) -> HttpResponse {
+    if !streaming {
+        return HttpResponse::Ok()
+            .content_type("application/json")
+            .body(stored);
+    }
+    let content = serde_json::from_str::<serde_json::Value>(&stored)
+        .ok()
+        .and_then(|v| v["assistant_message"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let delta = json!({ "content": content });
+    let body = format!("event: delta\ndata: {delta}\n\nevent: done\ndata: {stored}\n\n");
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .body(body)
+}
+
+#[utoipa::path(tag = "messages", responses((status = 200, description = "See API.md")))]
+#[get("/v1/sessions/{id}/context")]
+async fn context(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let session = owned_session(&state, &caller, &id).await?;
+    let model = state
+        .models
+        .get(&session.config.model)
+        .ok_or_else(|| ApiError::Internal("session model is not configured".into()))?;
+    let max_tokens = session
+        .config
+        .max_tokens
+        .unwrap_or(state.settings.sessions.default_max_tokens);
+    let budget = budget(&session, model, max_tokens);
+    let assembled = assemble(state.store.as_ref(), &session, model, None, budget).await?;
+    let messages: Vec<_> = assembled
+        .messages
+        .iter()
+        .map(|m| json!({ "role": m.role, "content": m.content }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "messages": messages,
+        "tokens": assembled.tokens,
+        "budget_tokens": assembled.budget,
+        "dropped_messages": assembled.dropped,
+    })))
+}
