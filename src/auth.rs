@@ -1,0 +1,292 @@
+//! Who is calling: `Authorization: Bearer <key>` → a [`Caller`] (or a refusal).
+//!
+//! A bearer is one of:
+//! - a static key from the configuration, held only as a SHA-256 digest;
+//! - an API key made through the admin API ([`api_keys`]), found by its public prefix
+//!   through a cache that forgets within a second of any change ([`cache`]);
+//! - a client token ([`client_tokens`]), which acts for one session only;
+//! - the admin key, which opens the admin API ([`Admin`]) and nothing else.
+//!
+//! With no static key and no admin key configured the service runs in *loopback mode*: it
+//! serves only clients on this machine, as the tenant `default` (like Redis' protected
+//! mode). Authentication runs as middleware, before any handler reads the request
+//! ([`authenticate_first`]), which also takes the request from its key's per-minute limit
+//! and answers repeated 401s from one address more and more slowly ([`throttle`]).
+
+pub mod api_keys;
+mod cache;
+pub mod client_tokens;
+mod throttle;
+
+use std::{collections::HashMap, future::Ready, net::IpAddr};
+
+use actix_web::{
+    FromRequest, HttpMessage, HttpRequest,
+    body::MessageBody,
+    dev::{Payload, ServiceRequest, ServiceResponse},
+    http::{StatusCode, header},
+    middleware::Next,
+    web,
+};
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::{config::AuthSettings, error::ApiError, startup::AppState};
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant: String,
+    pub key_name: String,
+    /// Limits, budgets and usage are kept per key id: `key_…` for keys made through the
+    /// admin API, `static:<name>` for configured ones, `loopback` in loopback mode.
+    pub key_id: String,
+    pub limits: KeyLimits,
+    /// Set for a client token: the one session it acts for.
+    pub session_scope: Option<String>,
+}
+
+/// What a key may use; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+    pub daily_budget_nano_usd: Option<u64>,
+}
+
+pub const LOOPBACK_TENANT: &str = "default";
+const LOOPBACK_KEY_ID: &str = "loopback";
+
+pub struct KeyRing {
+    by_digest: HashMap<[u8; 32], Caller>,
+    admin: Option<[u8; 32]>,
+    cache: cache::KeyCache,
+    throttle: throttle::Throttle,
+}
+
+/// What authentication needs of a request.
+struct Presented {
+    bearer: Option<String>,
+    peer: Option<IpAddr>,
+}
+
+/// The outcome of [`authenticate_first`], kept in the request for the extractors.
+struct Authenticated(Result<Caller, ApiError>);
+
+impl KeyRing {
+    pub fn from_settings(settings: &AuthSettings) -> KeyRing {
+        let by_digest = settings
+            .keys
+            .iter()
+            .filter_map(|k| {
+                let caller = Caller {
+                    tenant: k.tenant.clone(),
+                    key_name: k.name.clone(),
+                    key_id: format!("static:{}", k.name),
+                    limits: KeyLimits::default(),
+                    session_scope: None,
+                };
+                k.key
+                    .as_ref()
+                    .map(|secret| (digest(secret.expose()), caller))
+            })
+            .collect();
+        KeyRing {
+            by_digest,
+            admin: settings.admin_key.as_ref().map(|k| digest(k.expose())),
+            cache: cache::KeyCache::default(),
+            throttle: throttle::Throttle::new(settings.failed_auth_max_delay_ms),
+        }
+    }
+
+    /// True when neither a static key nor the admin key is configured: only loopback
+    /// clients are served (no key can be made without the admin key).
+    pub fn is_loopback_mode(&self) -> bool {
+        self.by_digest.is_empty() && self.admin.is_none()
+    }
+
+    async fn authenticate(&self, state: &AppState, req: &Presented) -> Result<Caller, ApiError> {
+        if self.is_loopback_mode() {
+            return match req.peer {
+                Some(ip) if ip.is_loopback() => Ok(loopback_caller()),
+                _ => Err(ApiError::Forbidden),
+            };
+        }
+        let key = req.bearer.as_deref().ok_or(ApiError::InvalidApiKey)?;
+        if let Some(caller) = self.by_digest.get(&digest(key)) {
+            return Ok(caller.clone());
+        }
+        if self.is_admin(key) {
+            return Err(ApiError::Forbidden);
+        }
+        if let Some(session_id) = client_tokens::session_of(key) {
+            return self.client_token(state, key, session_id).await;
+        }
+        let prefix = api_keys::prefix_of(key).ok_or(ApiError::InvalidApiKey)?;
+        match self.cache.by_prefix(state.store.as_ref(), prefix).await? {
+            Some(record) if api_keys::verify(&record, key, Utc::now()) => {
+                Ok(api_keys::caller(&record))
+            }
+            _ => Err(ApiError::InvalidApiKey),
+        }
+    }
+
+    /// An unknown, expired or orphaned token (its session or issuing key gone) is 401;
+    /// where a valid one may go is the [`Caller`] extractor's business.
+    async fn client_token(
+        &self,
+        state: &AppState,
+        token: &str,
+        session_id: &str,
+    ) -> Result<Caller, ApiError> {
+        let digest = api_keys::digest_hex(token);
+        let now = Utc::now();
+        let grant = state
+            .store
+            .client_token(session_id, &digest, now.timestamp_millis())
+            .await?
+            .ok_or(ApiError::InvalidApiKey)?;
+        let issuer = self
+            .issuer(state, &grant.key_id)
+            .await?
+            .filter(|issuer| issuer.tenant == grant.tenant)
+            .ok_or(ApiError::InvalidApiKey)?;
+        Ok(Caller {
+            session_scope: Some(session_id.to_string()),
+            ..issuer
+        })
+    }
+
+    /// The key that issued a client token, if it still exists and is in force.
+    async fn issuer(&self, state: &AppState, key_id: &str) -> Result<Option<Caller>, ApiError> {
+        if let Some(caller) = self.by_digest.values().find(|c| c.key_id == key_id) {
+            return Ok(Some(caller.clone()));
+        }
+        let record = self.cache.by_id(state.store.as_ref(), key_id).await?;
+        let now = Utc::now();
+        Ok(record
+            .filter(|r| r.expires_at.is_none_or(|at| at > now))
+            .map(|r| api_keys::caller(&r)))
+    }
+
+    /// Called after a change to the key table, so this instance applies it at once
+    /// (the others within a second).
+    pub fn forget_cached_keys(&self) {
+        self.cache.clear();
+    }
+
+    fn is_admin(&self, key: &str) -> bool {
+        self.admin
+            .is_some_and(|admin| bool::from(admin.ct_eq(&digest(key))))
+    }
+}
+
+fn loopback_caller() -> Caller {
+    Caller {
+        tenant: LOOPBACK_TENANT.into(),
+        key_name: "loopback".into(),
+        key_id: LOOPBACK_KEY_ID.into(),
+        limits: KeyLimits::default(),
+        session_scope: None,
+    }
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Authenticates every request before its handler reads anything (a body included), so
+/// the auth answer always comes first, and takes the request from its key's per-minute
+/// limit. The outcome waits in the request for the [`Caller`] and [`Admin`] extractors;
+/// routes that need neither ignore it. A 401 goes back to an address that keeps failing
+/// a little later each time ([`throttle`]) — only after the answer is decided, so the
+/// wait never changes which answer a request gets.
+pub async fn authenticate_first(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let presented = Presented {
+        bearer: bearer(req.request()).map(str::to_string),
+        peer: req.peer_addr().map(|addr| addr.ip()),
+    };
+    if let Some(state) = &state {
+        let outcome = match state.keys.authenticate(state, &presented).await {
+            Ok(caller) => crate::metering::take_request(state, &caller)
+                .await
+                .map(|()| caller),
+            Err(err) => Err(err),
+        };
+        req.extensions_mut().insert(Authenticated(outcome));
+    }
+    let response = next.call(req).await?;
+    if response.status() == StatusCode::UNAUTHORIZED
+        && let Some(state) = state
+    {
+        state.keys.throttle.failed(presented.peer).await;
+    }
+    Ok(response)
+}
+
+/// The middleware's outcome. A failure is taken out (it ends the request); a caller is
+/// copied, for handlers that extract it more than once.
+fn authenticated(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let mut extensions = req.extensions_mut();
+    if let Some(Authenticated(Ok(caller))) = extensions.get::<Authenticated>() {
+        return Ok(caller.clone());
+    }
+    match extensions.remove::<Authenticated>() {
+        Some(Authenticated(Err(err))) => Err(err),
+        _ => Err(ApiError::Internal("request not authenticated".into())),
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Caller, ApiError>>;
+
+    /// A client token passes only on the routes it covers, on its own session.
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = authenticated(req).and_then(|caller| match &caller.session_scope {
+            Some(session) => {
+                let (pattern, id) = (req.match_pattern(), req.match_info().get("id"));
+                client_tokens::permits(session, req.method(), pattern.as_deref(), id)
+                    .then_some(caller)
+                    .ok_or(ApiError::Forbidden)
+            }
+            None => Ok(caller),
+        });
+        std::future::ready(result)
+    }
+}
+
+/// The holder of the admin key. Any other valid key gets 403, an invalid one 401.
+#[derive(Debug)]
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Admin, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let is_admin = req
+            .app_data::<web::Data<AppState>>()
+            .is_some_and(|state| bearer(req).is_some_and(|key| state.keys.is_admin(key)));
+        let result = if is_admin {
+            Ok(Admin)
+        } else {
+            authenticated(req).and(Err(ApiError::Forbidden))
+        };
+        std::future::ready(result)
+    }
+}

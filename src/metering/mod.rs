@@ -1,0 +1,235 @@
+//! Rate limits, spending caps and the usage record of each answered request.
+//!
+//! - Every authenticated request takes one from its key's requests-per-minute bucket
+//!   ([`take_request`], run by the `Caller` extractor).
+//! - A send checks the session's `max_cost_usd` ([`check_session_budget`]) and reserves
+//!   its worst case from the key's tokens-per-minute bucket and daily budget
+//!   ([`Metering::reserve`]) before any upstream call. The worst case is the prompt as
+//!   counted plus the completion tokens reserved, priced at the dearest model of the chain,
+//!   so a cap is never passed on our own count.
+//! - Once a model answered, [`Metering::settle`] replaces the reservation with the actual
+//!   use, priced for the model that answered, and records it. A send that fails gives its
+//!   reservation back: failed attempts cost nothing.
+
+pub mod usage;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::{
+    auth::{Caller, api_keys::usd_to_nano},
+    domain::session::{StoredSession, nano_usd_to_usd},
+    error::ApiError,
+    llm::{Usage, registry::Model},
+    startup::AppState,
+    store::{
+        Store,
+        metering::{Reservation, ReserveOutcome, Settlement, UsageRow},
+    },
+};
+
+/// The UTC day that budgets and usage are kept by.
+pub fn today() -> String {
+    Utc::now().format("%Y-%m-%d").to_string()
+}
+
+fn refused(outcome: ReserveOutcome, budget_nano_usd: Option<u64>) -> Option<ApiError> {
+    match outcome {
+        ReserveOutcome::Reserved => None,
+        ReserveOutcome::RateLimited { retry_after_ms } => Some(ApiError::RateLimited {
+            // Rounded up: waiting this long is always enough.
+            retry_after: retry_after_ms.div_ceil(1000).max(1),
+        }),
+        ReserveOutcome::OverBudget { spent_nano_usd } => Some(ApiError::BudgetExceeded {
+            limit_usd: nano_usd_to_usd(budget_nano_usd.unwrap_or(0)),
+            spent_usd: nano_usd_to_usd(spent_nano_usd),
+        }),
+    }
+}
+
+/// Takes one request from the caller's per-minute limit, if its key has one.
+pub async fn take_request(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    if caller.limits.rpm.is_none() {
+        return Ok(());
+    }
+    let day = today();
+    let reservation = Reservation {
+        key_id: &caller.key_id,
+        day: &day,
+        rpm: caller.limits.rpm,
+        requests: 1,
+        ..Reservation::default()
+    };
+    let outcome = state.store.reserve(&reservation).await?;
+    refused(outcome, None).map_or(Ok(()), Err)
+}
+
+/// The most a call may use: the prompt as counted plus every completion token reserved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Estimate {
+    pub tokens: u64,
+    pub cost_nano_usd: u64,
+}
+
+impl Estimate {
+    /// Priced at the dearest model of the chain, since any of them may answer.
+    pub fn for_chain(chain: &[Arc<Model>], prompt_tokens: u32, max_tokens: u32) -> Estimate {
+        Estimate {
+            tokens: u64::from(prompt_tokens) + u64::from(max_tokens),
+            cost_nano_usd: chain
+                .iter()
+                .map(|m| m.cost_nano_usd(prompt_tokens, max_tokens))
+                .max()
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// 402 when the session's spend plus this call's worst case would pass its `max_cost_usd`.
+/// Runs under the session's send lease, so no other send of the session is in flight;
+/// the spend is read afresh because it may have changed since the session was read.
+pub async fn check_session_budget(
+    state: &AppState,
+    session: &StoredSession,
+    estimate: &Estimate,
+) -> Result<(), ApiError> {
+    let Some(limit_usd) = session.config.max_cost_usd else {
+        return Ok(());
+    };
+    let spent = match state.store.get_session(&session.id).await? {
+        Some(fresh) => fresh.usage.cost_nano_usd,
+        None => return Err(ApiError::SessionNotFound),
+    };
+    if spent.saturating_add(estimate.cost_nano_usd) > usd_to_nano(limit_usd) {
+        return Err(ApiError::BudgetExceeded {
+            limit_usd,
+            spent_usd: nano_usd_to_usd(spent),
+        });
+    }
+    Ok(())
+}
+
+/// A send's reservation, held until it is settled. Dropped unsettled (the call failed or
+/// the client went away), it gives the reservation back.
+pub struct Metering {
+    store: Arc<dyn Store>,
+    tenant: String,
+    key_id: String,
+    day: String,
+    tpm: Option<u32>,
+    budgeted: bool,
+    estimate: Estimate,
+    /// Whether the store holds a reservation that is not settled yet.
+    holding: bool,
+}
+
+impl Metering {
+    /// Reserves `estimate` from the caller's tokens-per-minute and daily budget.
+    pub async fn reserve(
+        state: &AppState,
+        caller: &Caller,
+        estimate: &Estimate,
+    ) -> Result<Metering, ApiError> {
+        let limits = caller.limits;
+        let mut metering = Metering {
+            store: state.store.clone(),
+            tenant: caller.tenant.clone(),
+            key_id: caller.key_id.clone(),
+            day: today(),
+            tpm: limits.tpm,
+            budgeted: limits.daily_budget_nano_usd.is_some(),
+            estimate: *estimate,
+            holding: false,
+        };
+        if limits.tpm.is_none() && !metering.budgeted {
+            return Ok(metering);
+        }
+        let reservation = Reservation {
+            key_id: &metering.key_id,
+            day: &metering.day,
+            tpm: limits.tpm,
+            tokens: estimate.tokens,
+            daily_budget_nano_usd: limits.daily_budget_nano_usd,
+            cost_nano_usd: estimate.cost_nano_usd,
+            ..Reservation::default()
+        };
+        let outcome = state.store.reserve(&reservation).await?;
+        if let Some(err) = refused(outcome, limits.daily_budget_nano_usd) {
+            return Err(err);
+        }
+        metering.holding = true;
+        Ok(metering)
+    }
+
+    /// Replaces the reservation with what `model` actually used, and records it. A store
+    /// failure here is logged, not returned: the answer exists and the client should get it.
+    pub async fn settle(&mut self, model: &Model, usage: Usage, cost_nano_usd: u64) {
+        record_metrics(model, usage, cost_nano_usd);
+        let used_tokens = u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens);
+        if self.holding {
+            self.holding = false;
+            if let Err(err) = self
+                .store
+                .settle(&self.settlement(used_tokens, cost_nano_usd))
+                .await
+            {
+                tracing::warn!(%err, "could not settle a reservation");
+            }
+        }
+        let row = UsageRow {
+            day: today(),
+            key_id: self.key_id.clone(),
+            model: model.name.clone(),
+            requests: 1,
+            prompt_tokens: u64::from(usage.prompt_tokens),
+            completion_tokens: u64::from(usage.completion_tokens),
+            cost_nano_usd,
+        };
+        if let Err(err) = self.store.record_usage(&self.tenant, &row).await {
+            tracing::warn!(%err, "could not record usage");
+        }
+    }
+
+    fn settlement(&self, used_tokens: u64, used_cost_nano_usd: u64) -> Settlement {
+        let tracked = |n: u64| if self.tpm.is_some() { n } else { 0 };
+        Settlement {
+            key_id: self.key_id.clone(),
+            day: self.day.clone(),
+            tpm: self.tpm,
+            reserved_tokens: tracked(self.estimate.tokens),
+            used_tokens: tracked(used_tokens),
+            budgeted: self.budgeted,
+            reserved_cost_nano_usd: self.estimate.cost_nano_usd,
+            used_cost_nano_usd,
+        }
+    }
+}
+
+impl Drop for Metering {
+    fn drop(&mut self) {
+        if !self.holding {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (store, refund) = (self.store.clone(), self.settlement(0, 0));
+        runtime.spawn(async move {
+            if let Err(err) = store.settle(&refund).await {
+                // The bucket refills and the day ends by themselves; this only costs headroom.
+                tracing::warn!(%err, "could not give back a reservation");
+            }
+        });
+    }
+}
+
+/// Tokens and cost by model, for session sends and relay calls alike.
+fn record_metrics(model: &Model, usage: Usage, cost_nano_usd: u64) {
+    let name = model.name.clone();
+    metrics::counter!("tokens_total", "model" => name.clone(), "kind" => "prompt")
+        .increment(u64::from(usage.prompt_tokens));
+    metrics::counter!("tokens_total", "model" => name.clone(), "kind" => "completion")
+        .increment(u64::from(usage.completion_tokens));
+    metrics::counter!("cost_nano_usd_total", "model" => name).increment(cost_nano_usd);
+}

@@ -1,0 +1,68 @@
+//! `POST /v1/sessions/{id}/client_tokens`: a token a browser may hold instead of an API key.
+
+use actix_web::{HttpResponse, post, web};
+use chrono::{Duration, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{extract::ApiJson, owned_session};
+use crate::{
+    auth::{Caller, client_tokens},
+    error::ApiError,
+    startup::AppState,
+    store::keys::ClientTokenRecord,
+};
+
+pub fn configure(cfg: &mut super::Routes) {
+    cfg.service(issue);
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    ttl_seconds: Option<u64>,
+}
+
+#[utoipa::path(tag = "client tokens", responses((status = 201, description = "See API.md")))]
+#[post("/v1/sessions/{id}/client_tokens")]
+async fn issue(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: ApiJson<TokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let auth = &state.settings.auth;
+    let ttl = body
+        .value
+        .ttl_seconds
+        .unwrap_or(auth.client_token_ttl_seconds);
+    if ttl == 0 || ttl > auth.client_token_max_ttl_seconds {
+        let max = auth.client_token_max_ttl_seconds;
+        return Err(ApiError::invalid(
+            "ttl_seconds",
+            format!("must be between 1 and {max}"),
+        ));
+    }
+    owned_session(&state, &caller, &id).await?;
+    let now = Utc::now();
+    let expires_at = now + Duration::seconds(i64::try_from(ttl).unwrap_or(i64::MAX));
+    let issued = client_tokens::generate(&id);
+    let grant = ClientTokenRecord {
+        tenant: caller.tenant.clone(),
+        key_id: caller.key_id.clone(),
+        expires_at_ms: expires_at.timestamp_millis(),
+    };
+    let stored = state
+        .store
+        .add_client_token(&id, &issued.digest, &grant, now.timestamp_millis())
+        .await?;
+    if !stored {
+        return Err(ApiError::SessionNotFound);
+    }
+    Ok(HttpResponse::Created().json(json!({
+        "object": "client_token",
+        "session_id": id.as_str(),
+        "token": issued.token,
+        "expires_at": expires_at,
+    })))
+}

@@ -1,0 +1,72 @@
+//! `GET /v1/usage?from=&to=&group_by=model|key|day`: the caller's tenant's tokens and cost.
+
+use actix_web::{HttpResponse, get, web};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    auth::Caller,
+    error::ApiError,
+    metering::usage::{GroupBy, MAX_DAYS, days, earliest_from, summarize},
+    startup::AppState,
+};
+
+pub fn configure(cfg: &mut super::Routes) {
+    cfg.service(usage);
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    from: Option<String>,
+    to: Option<String>,
+    group_by: Option<GroupBy>,
+}
+
+/// A day (`2025-01-31`) or a timestamp (RFC 3339), taken as its UTC day.
+fn day(field: &str, value: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .or_else(|_| {
+            DateTime::parse_from_rfc3339(value).map(|t| t.with_timezone(&Utc).date_naive())
+        })
+        .map_err(|_| ApiError::invalid(field, "a day (YYYY-MM-DD) or an RFC 3339 timestamp"))
+}
+
+#[utoipa::path(tag = "usage", responses((status = 200, description = "See API.md")))]
+#[get("/v1/usage")]
+async fn usage(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<UsageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let to = match &query.to {
+        Some(value) => day("to", value)?,
+        None => Utc::now().date_naive(),
+    };
+    // By default the last 30 days, today included.
+    let from = match &query.from {
+        Some(value) => day("from", value)?,
+        None => to.checked_sub_days(Days::new(29)).unwrap_or(to),
+    };
+    if from > to {
+        return Err(ApiError::invalid("from", "must not be after `to`"));
+    }
+    if from < earliest_from(to) {
+        return Err(ApiError::invalid(
+            "from",
+            format!("at most {MAX_DAYS} days before `to`"),
+        ));
+    }
+    let group_by = query.group_by.unwrap_or_default();
+    let rows = state.store.usage(&caller.tenant, &days(from, to)).await?;
+    let (data, total) = summarize(&rows, group_by);
+    Ok(HttpResponse::Ok().json(json!({
+        "object": "usage",
+        "from": from,
+        "to": to,
+        "group_by": group_by,
+        "data": data,
+        "total": total,
+    })))
+}
