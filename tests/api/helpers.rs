@@ -1,0 +1,194 @@
+//! `spawn_app()` and a `TestApp` with typed helpers: every test runs the real server over
+//! HTTP, against a real Redis (its own key prefix) or the memory store.
+
+use std::collections::HashMap;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use session_relay::{
+    config::{Secret, Settings, StaticKeySettings},
+    startup::Application,
+};
+
+use crate::redis_server::RedisServer;
+
+pub const ACME_KEY: &str = "test-key-acme-0001";
+pub const GLOBEX_KEY: &str = "test-key-globex-0002";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Redis,
+    Memory,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub prefix: String,
+    pub redis_url: Option<String>,
+    pub http: reqwest::Client,
+    pub key: String,
+}
+
+pub fn test_settings(backend: Backend, redis_url: Option<String>) -> Settings {
+    let mut settings = Settings::from_toml("", &HashMap::new()).expect("default settings");
+    settings.server.listen = "127.0.0.1:0".into();
+    settings.server.workers = 1;
+    settings.log.level = "error".into();
+    settings.store.key_prefix = format!("t{}", &session_relay::domain::session::new_id()[..12]);
+    if backend == Backend::Redis {
+        settings.store.redis_url = Some(redis_url.unwrap_or_else(|| RedisServer::shared().url()));
+    }
+    // Tests make many 401s from 127.0.0.1 on purpose; keys.rs checks the slow-down itself.
+    settings.auth.failed_auth_max_delay_ms = 0;
+    settings.auth.keys = [("acme", ACME_KEY), ("globex", GLOBEX_KEY)]
+        .into_iter()
+        .map(|(tenant, key)| StaticKeySettings {
+            name: format!("{tenant}-key"),
+            tenant: tenant.into(),
+            key_env: format!("{}_KEY", tenant.to_uppercase()),
+            key: Some(Secret::new(key)),
+        })
+        .collect();
+    settings
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_with(test_settings(backend, None)).await
+}
+
+pub async fn spawn_with(settings: Settings) -> TestApp {
+    session_relay::telemetry::init(&settings.log);
+    let prefix = settings.store.key_prefix.clone();
+    let redis_url = settings.store.redis_url.clone();
+    let app = Application::build(settings).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        prefix,
+        redis_url,
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client"),
+        key: ACME_KEY.into(),
+    }
+}
+
+/// A response read whole: status, headers and JSON body (`Null` when not JSON).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn error_code(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+}
+
+impl TestApp {
+    pub fn as_tenant(&self, key: &str) -> TestApp {
+        TestApp {
+            address: self.address.clone(),
+            prefix: self.prefix.clone(),
+            redis_url: self.redis_url.clone(),
+            http: self.http.clone(),
+            key: key.into(),
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    /// Sends raw bytes as the body, for malformed input.
+    pub async fn call_raw(&self, method: Method, path: &str, body: Vec<u8>) -> Reply {
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(&self.key)
+            .header("content-type", "application/json")
+            .body(body);
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn create_session(&self, body: Value) -> Value {
+        let reply = self.call(Method::POST, "/v1/sessions", Some(body)).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body
+    }
+
+    pub async fn new_session_id(&self) -> String {
+        self.create_session(json!({})).await["session_id"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        let url = self.redis_url.as_ref().expect("a Redis-backed app");
+        redis::Client::open(url.as_str())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
+
+    /// Every key under this app's prefix.
+    pub async fn keys(&self) -> Vec<String> {
+        let mut conn = self.redis().await;
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}:*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .expect("scan");
+            keys.extend(batch);
+            if next == 0 {
+                return keys;
+            }
+            cursor = next;
+        }
+    }
+
+    /// The keys of one session (every key carries its id as a hash tag).
+    pub async fn session_keys(&self, id: &str) -> Vec<String> {
+        self.keys()
+            .await
+            .into_iter()
+            .filter(|k| k.contains(&format!("{{{id}}}")))
+            .collect()
+    }
+}
+
+/// Sends a request built by the caller (any headers, any body) and reads the reply whole.
+pub async fn send(request: reqwest::RequestBuilder) -> Reply {
+    read(request.send().await.expect("request sent")).await
+}
+
+async fn read(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}

@@ -1,0 +1,24 @@
+//! The one integration-test binary: the real server over HTTP, a private `redis-server`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bad_input;
+mod cli;
+mod fake_upstream;
+mod faults;
+mod helpers;
+mod import_edges;
+mod import_export;
+mod key_secrecy;
+mod keys;
+mod limits;
+mod messages;
+mod observability;
+mod openapi;
+mod outage;
+mod redis_server;
+mod resilience;
+mod round_trip;
+mod sessions;
+mod shutdown;
+mod store_suite;
+mod tenancy;

@@ -1,0 +1,101 @@
+//! Private `redis-server` processes for the tests: a free port, no persistence, and a
+//! guard so that the server dies with the test process even if it is killed.
+
+use std::{
+    io::Write,
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// One server shared by every test of this binary; tests keep apart by key prefix.
+    pub fn shared() -> &'static RedisServer {
+        static SHARED: OnceLock<RedisServer> = OnceLock::new();
+        SHARED.get_or_init(|| RedisServer::start_on(free_port()))
+    }
+
+    /// A server of one's own, for tests that stop and restart it.
+    pub fn start_on(port: u16) -> RedisServer {
+        RedisServer::start_with(port, "")
+    }
+
+    /// Like [`RedisServer::start_on`], with extra `redis-server` arguments
+    /// (e.g. `--enable-debug-command local` for `DEBUG SLEEP`).
+    pub fn start_with(port: u16, extra_args: &str) -> RedisServer {
+        // The shell reads stdin until the test process (the write end's owner) is gone,
+        // then kills redis-server: no orphan survives a crashed or killed test run.
+        let script = format!(
+            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
+             --protected-mode yes --loglevel warning {extra_args} & pid=$!; cat >/dev/null; kill $pid"
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (see README)");
+        wait_until_listening(port);
+        RedisServer {
+            port,
+            child: Some(child),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("redis url")
+    }
+
+    /// Stops the server and waits until the port refuses connections.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(stdin) = child.stdin.as_mut() {
+                let _ = stdin.flush();
+            }
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn wait_until_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server did not start on port {port}");
+}

@@ -1,0 +1,715 @@
+//! One store test suite, run against both implementations through the `Store` trait:
+//! every scenario is written once, as an async fn over `&dyn Store`.
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+use session_relay::{
+    config::StoreSettings,
+    domain::{
+        message::{Role, Turn, message_id},
+        session::{SessionConfig, UsageTotals, new_id},
+    },
+    store::{
+        Admission, Commit, CommitOutcome, IdempotencyClaim, Store, WriteOutcome,
+        memory::MemoryStore, redis::RedisStore,
+    },
+};
+
+use crate::redis_server::RedisServer;
+
+const LEASE_MS: u64 = 10_000;
+
+async fn redis_store() -> RedisStore {
+    let settings = StoreSettings {
+        key_prefix: format!("ss{}", &new_id()[..12]),
+        ..Default::default()
+    };
+    let store = RedisStore::connect(&settings, &RedisServer::shared().url())
+        .await
+        .expect("redis store");
+    store.load_scripts().await.expect("scripts load");
+    store
+}
+
+/// A fresh store of each kind: memory first, then Redis under its own key prefix.
+async fn stores() -> Vec<Box<dyn Store>> {
+    vec![Box::new(MemoryStore::new()), Box::new(redis_store().await)]
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn config(tenant: &str, user_id: Option<&str>) -> SessionConfig {
+    SessionConfig {
+        tenant: tenant.into(),
+        user_id: user_id.map(str::to_string),
+        model: "echo".into(),
+        fallback_models: vec![],
+        system_prompt: Some("Be brief.".into()),
+        context_window: Some(10),
+        max_context_tokens: None,
+        max_tokens: Some(100),
+        temperature: Some(0.7),
+        ttl_seconds: 60,
+        metadata: json!({"plan": "pro"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        max_cost_usd: None,
+        created_at: Utc::now(),
+    }
+}
+
+/// A new session of tenant `acme` with no user; returns its id.
+async fn new_session(store: &dyn Store) -> String {
+    let id = new_id();
+    assert!(
+        store
+            .create_session(&id, &config("acme", None), now_ms())
+            .await
+            .unwrap(),
+        "{}: create",
+        store.kind()
+    );
+    id
+}
+
+fn turn(index: u64, role: Role, content: &str) -> Turn {
+    Turn {
+        id: message_id(index),
+        role,
+        content: content.into(),
+        created_at: Utc::now(),
+        tokens: 3 + content.len() as u32,
+    }
+}
+
+fn commit(lease: &str, expected_len: u64, turns: Vec<Turn>, usage: UsageTotals) -> Commit {
+    Commit {
+        lease_token: lease.into(),
+        expected_len,
+        turns,
+        usage,
+        now_ms: now_ms(),
+        idempotency: None,
+    }
+}
+
+fn usage(prompt_tokens: u64, completion_tokens: u64, cost_nano_usd: u64) -> UsageTotals {
+    UsageTotals {
+        prompt_tokens,
+        completion_tokens,
+        cost_nano_usd,
+    }
+}
+
+fn claim(key: &str, fingerprint: &str) -> IdempotencyClaim {
+    IdempotencyClaim {
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+        ttl_ms: 60_000,
+    }
+}
+
+async fn create_get_and_duplicate(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_id();
+    let original = config("acme", Some("dup-owner"));
+    let created_ms = now_ms();
+    assert!(
+        store
+            .create_session(&id, &original, created_ms)
+            .await
+            .unwrap()
+    );
+
+    let other = config("globex", Some("dup-intruder"));
+    assert!(
+        !store.create_session(&id, &other, now_ms()).await.unwrap(),
+        "{kind}: a taken id is refused"
+    );
+
+    let read = store.get_session(&id).await.unwrap().expect("stored");
+    assert_eq!(read.id, id);
+    assert_eq!(read.config, original, "{kind}: the first config is kept");
+    assert_eq!(read.revision, 1);
+    assert_eq!(read.last_activity_ms, created_ms);
+    assert_eq!(read.message_count, 0);
+    assert_eq!(read.usage, UsageTotals::default());
+    assert!(store.get_session(&new_id()).await.unwrap().is_none());
+
+    // The refused create left no trace: the other tenant's user does not see (and
+    // cannot log out) a session that is not theirs.
+    assert_eq!(
+        store
+            .user_sessions("globex", "dup-intruder", now_ms())
+            .await
+            .unwrap(),
+        Vec::<String>::new(),
+        "{kind}: a refused create must not index the session under another user"
+    );
+    assert_eq!(
+        store
+            .delete_user_sessions("globex", "dup-intruder", now_ms())
+            .await
+            .unwrap(),
+        0,
+        "{kind}: another tenant's logout deletes nothing"
+    );
+    assert!(
+        store.get_session(&id).await.unwrap().is_some(),
+        "{kind}: the owner's session survives another tenant's logout"
+    );
+}
+
+async fn update_config_compare_and_set(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_session(store).await;
+    let before = store.get_session(&id).await.unwrap().unwrap();
+
+    let mut changed = before.config.clone();
+    changed.temperature = Some(1.5);
+    changed.metadata.insert("tier".into(), json!(2));
+    let later = before.last_activity_ms + 5_000;
+    assert_eq!(
+        store
+            .update_config(&id, &changed, before.revision, later)
+            .await
+            .unwrap(),
+        WriteOutcome::Written,
+        "{kind}"
+    );
+    let after = store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(after.config, changed);
+    assert_eq!(after.revision, before.revision + 1);
+    assert_eq!(after.last_activity_ms, later, "{kind}: a write refreshes");
+
+    let mut stale = before.config.clone();
+    stale.system_prompt = Some("stale".into());
+    assert_eq!(
+        store
+            .update_config(&id, &stale, before.revision, later + 1)
+            .await
+            .unwrap(),
+        WriteOutcome::Conflict,
+        "{kind}: stale revision"
+    );
+    let unchanged = store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(
+        unchanged.config, changed,
+        "{kind}: a conflict writes nothing"
+    );
+    assert_eq!(unchanged.revision, after.revision);
+    assert_eq!(unchanged.last_activity_ms, later);
+
+    assert_eq!(
+        store
+            .update_config(&new_id(), &changed, 1, later)
+            .await
+            .unwrap(),
+        WriteOutcome::Missing,
+        "{kind}"
+    );
+}
+
+async fn touch_and_delete(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_session(store).await;
+    let before = store.get_session(&id).await.unwrap().unwrap();
+    let later = before.last_activity_ms + 7_000;
+    assert!(store.touch(&id, later).await.unwrap(), "{kind}");
+    let touched = store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(touched.last_activity_ms, later);
+    assert_eq!(touched.config, before.config);
+    assert_eq!(touched.revision, before.revision, "a touch is not a change");
+    assert!(!store.touch(&new_id(), later).await.unwrap(), "{kind}");
+
+    assert!(store.delete_session(&id).await.unwrap(), "{kind}");
+    assert!(store.get_session(&id).await.unwrap().is_none());
+    assert!(!store.delete_session(&id).await.unwrap(), "{kind}: twice");
+    assert!(!store.touch(&id, later).await.unwrap(), "{kind}: deleted");
+    assert_eq!(
+        store
+            .admit(&id, "l", LEASE_MS, None, now_ms())
+            .await
+            .unwrap(),
+        Admission::Missing
+    );
+}
+
+async fn admit_busy_and_release(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_session(store).await;
+    assert_eq!(
+        store
+            .admit(&id, "a", LEASE_MS, None, now_ms())
+            .await
+            .unwrap(),
+        Admission::Admitted { message_count: 0 },
+        "{kind}"
+    );
+    match store
+        .admit(&id, "b", LEASE_MS, None, now_ms())
+        .await
+        .unwrap()
+    {
+        Admission::Busy { retry_after_ms } => assert!(
+            retry_after_ms > 0 && retry_after_ms <= LEASE_MS,
+            "{kind}: retry after {retry_after_ms} ms"
+        ),
+        other => panic!("{kind}: second admit: {other:?}"),
+    }
+    // Only the holder can give the lease back.
+    store.release(&id, "not-the-holder", None).await.unwrap();
+    assert!(
+        matches!(
+            store
+                .admit(&id, "c", LEASE_MS, None, now_ms())
+                .await
+                .unwrap(),
+            Admission::Busy { .. }
+        ),
+        "{kind}: a foreign release frees nothing"
+    );
+    store.release(&id, "a", None).await.unwrap();
+    assert_eq!(
+        store
+            .admit(&id, "d", LEASE_MS, None, now_ms())
+            .await
+            .unwrap(),
+        Admission::Admitted { message_count: 0 },
+        "{kind}: released"
+    );
+    assert_eq!(
+        store
+            .admit(&new_id(), "e", LEASE_MS, None, now_ms())
+            .await
+            .unwrap(),
+        Admission::Missing
+    );
+}
+
+async fn commit_appends_in_order(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_session(store).await;
+    assert_eq!(
+        store
+            .admit(&id, "a", LEASE_MS, None, now_ms())
+            .await
+            .unwrap(),
+        Admission::Admitted { message_count: 0 }
+    );
+    let first = vec![
+        turn(0, Role::User, "What is 2+2?"),
+        turn(1, Role::Assistant, "4."),
+    ];
+    let c = commit("a", 0, first.clone(), usage(10, 5, 1_234));
+    assert_eq!(
+        store.commit(&id, &c).await.unwrap(),
+        CommitOutcome::Committed,
+        "{kind}"
+    );
+    assert_eq!(store.turns(&id, 0, 10).await.unwrap(), first, "{kind}");
+    assert_eq!(
+        store.recent_turns(&id, 1).await.unwrap(),
+        first[1..].to_vec()
+    );
+    let session = store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(session.message_count, 2);
+    assert_eq!(session.usage, usage(10, 5, 1_234));
+    assert_eq!(
+        session.last_activity_ms, c.now_ms,
+        "{kind}: a commit refreshes"
+    );
+
+    // The commit released the lease: the next send starts after the two turns.
+    assert_eq!(
+        store
+            .admit(&id, "b", LEASE_MS, None, now_ms())
+            .await
+            .unwrap(),
+        Admission::Admitted { message_count: 2 },
+        "{kind}"
+    );
+    let second = vec![
+        turn(2, Role::User, "And 3+3?"),
+        turn(3, Role::Assistant, "6."),
+    ];
+    assert_eq!(
+        store
+            .commit(&id, &commit("b", 2, second.clone(), usage(20, 7, 1_000)))
+            .await
+            .unwrap(),
+        CommitOutcome::Committed
+    );
+    let all: Vec<Turn> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(store.turns(&id, 0, 100).await.unwrap(), all, "{kind}");
+    assert_eq!(store.turns(&id, 1, 2).await.unwrap(), all[1..3].to_vec());
+    assert_eq!(store.turns(&id, 4, 10).await.unwrap(), vec![]);
+    assert_eq!(store.turns(&id, 0, 0).await.unwrap(), vec![]);
+    assert_eq!(store.recent_turns(&id, 3).await.unwrap(), all[1..].to_vec());
+    assert_eq!(store.recent_turns(&id, 50).await.unwrap(), all);
+    let session = store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(session.message_count, 4, "{kind}");
+    assert_eq!(session.usage, usage(30, 12, 2_234), "{kind}: totals add up");
+}
+
+async fn commit_with_wrong_lease_or_length_writes_nothing(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_session(store).await;
+    store
+        .admit(&id, "mine", LEASE_MS, None, now_ms())
+        .await
+        .unwrap();
+    let turns = vec![turn(0, Role::User, "hi"), turn(1, Role::Assistant, "hello")];
+
+    let foreign = commit("someone-else", 0, turns.clone(), usage(9, 9, 9));
+    assert_eq!(
+        store.commit(&id, &foreign).await.unwrap(),
+        CommitOutcome::LeaseLost,
+        "{kind}: wrong lease token"
+    );
+    let wrong_len = commit("mine", 5, turns.clone(), usage(9, 9, 9));
+    assert_eq!(
+        store.commit(&id, &wrong_len).await.unwrap(),
+        CommitOutcome::LeaseLost,
+        "{kind}: wrong expected length"
+    );
+    assert_eq!(store.turns(&id, 0, 10).await.unwrap(), vec![], "{kind}");
+    let session = store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(session.message_count, 0, "{kind}");
+    assert_eq!(session.usage, UsageTotals::default(), "{kind}");
+
+    // The lease is still ours: the right commit goes through.
+    assert_eq!(
+        store
+            .commit(&id, &commit("mine", 0, turns.clone(), usage(1, 2, 3)))
+            .await
+            .unwrap(),
+        CommitOutcome::Committed,
+        "{kind}"
+    );
+    assert_eq!(store.turns(&id, 0, 10).await.unwrap(), turns);
+}
+
+async fn commit_after_delete_does_not_resurrect(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_session(store).await;
+    store
+        .admit(&id, "a", LEASE_MS, None, now_ms())
+        .await
+        .unwrap();
+    assert!(store.delete_session(&id).await.unwrap());
+    let c = Commit {
+        idempotency: Some((claim("k", "fp"), "{\"ok\":true}".into())),
+        ..commit(
+            "a",
+            0,
+            vec![turn(0, Role::User, "hi"), turn(1, Role::Assistant, "yo")],
+            usage(1, 1, 1),
+        )
+    };
+    assert_eq!(
+        store.commit(&id, &c).await.unwrap(),
+        CommitOutcome::Missing,
+        "{kind}"
+    );
+    assert!(
+        store.get_session(&id).await.unwrap().is_none(),
+        "{kind}: not resurrected"
+    );
+    assert_eq!(store.turns(&id, 0, 10).await.unwrap(), vec![], "{kind}");
+    assert_eq!(store.recent_turns(&id, 10).await.unwrap(), vec![]);
+    assert_eq!(
+        store
+            .admit(&id, "b", LEASE_MS, None, now_ms())
+            .await
+            .unwrap(),
+        Admission::Missing
+    );
+    // Re-creating the id starts from nothing: no turn, lease or idempotency record was left.
+    assert!(
+        store
+            .create_session(&id, &config("acme", None), now_ms())
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.turns(&id, 0, 10).await.unwrap(), vec![], "{kind}");
+    assert_eq!(
+        store
+            .admit(&id, "c", LEASE_MS, Some(&claim("k", "fp")), now_ms())
+            .await
+            .unwrap(),
+        Admission::Admitted { message_count: 0 },
+        "{kind}: no stale lease or replay"
+    );
+}
+
+async fn idempotency_claims(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_session(store).await;
+    let k1 = claim("key-1", "fp-a");
+    let k1_other_body = claim("key-1", "fp-b");
+
+    assert_eq!(
+        store
+            .admit(&id, "a", LEASE_MS, Some(&k1), now_ms())
+            .await
+            .unwrap(),
+        Admission::Admitted { message_count: 0 },
+        "{kind}"
+    );
+    assert_eq!(
+        store
+            .admit(&id, "b", LEASE_MS, Some(&k1), now_ms())
+            .await
+            .unwrap(),
+        Admission::KeyInUse,
+        "{kind}: same key, same body, in flight"
+    );
+    assert_eq!(
+        store
+            .admit(&id, "b", LEASE_MS, Some(&k1_other_body), now_ms())
+            .await
+            .unwrap(),
+        Admission::KeyReused,
+        "{kind}: same key, other body, in flight"
+    );
+
+    let response = r#"{"assistant_message":"4."}"#.to_string();
+    let c = Commit {
+        idempotency: Some((k1.clone(), response.clone())),
+        ..commit(
+            "a",
+            0,
+            vec![turn(0, Role::User, "2+2?"), turn(1, Role::Assistant, "4.")],
+            usage(1, 1, 0),
+        )
+    };
+    assert_eq!(
+        store.commit(&id, &c).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    assert_eq!(
+        store
+            .admit(&id, "c", LEASE_MS, Some(&k1), now_ms())
+            .await
+            .unwrap(),
+        Admission::Replay(response),
+        "{kind}: completed key replays"
+    );
+    assert_eq!(
+        store
+            .admit(&id, "c", LEASE_MS, Some(&k1_other_body), now_ms())
+            .await
+            .unwrap(),
+        Admission::KeyReused,
+        "{kind}: completed key, other body"
+    );
+    // Neither answer took the lease.
+    assert_eq!(
+        store
+            .admit(&id, "d", LEASE_MS, None, now_ms())
+            .await
+            .unwrap(),
+        Admission::Admitted { message_count: 2 },
+        "{kind}"
+    );
+    store.release(&id, "d", None).await.unwrap();
+
+    // A failed send gives its key back: the retry is admitted, not refused or replayed.
+    let k2 = claim("key-2", "fp-a");
+    assert_eq!(
+        store
+            .admit(&id, "e", LEASE_MS, Some(&k2), now_ms())
+            .await
+            .unwrap(),
+        Admission::Admitted { message_count: 2 }
+    );
+    store.release(&id, "e", Some("key-2")).await.unwrap();
+    assert_eq!(
+        store
+            .admit(&id, "f", LEASE_MS, Some(&k2), now_ms())
+            .await
+            .unwrap(),
+        Admission::Admitted { message_count: 2 },
+        "{kind}: released claim is forgotten"
+    );
+    store.release(&id, "f", Some("key-2")).await.unwrap();
+    assert_eq!(
+        store
+            .admit(&id, "g", LEASE_MS, Some(&claim("key-2", "fp-z")), now_ms())
+            .await
+            .unwrap(),
+        Admission::Admitted { message_count: 2 },
+        "{kind}: a released claim does not pin its body either"
+    );
+}
+
+async fn lease_expires_by_itself(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_session(store).await;
+    assert_eq!(
+        store
+            .admit(&id, "short", 200, None, now_ms())
+            .await
+            .unwrap(),
+        Admission::Admitted { message_count: 0 }
+    );
+    assert!(
+        matches!(
+            store.admit(&id, "b", LEASE_MS, None, now_ms()).await.unwrap(),
+            Admission::Busy { retry_after_ms } if retry_after_ms <= 200
+        ),
+        "{kind}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store
+            .admit(&id, "b", LEASE_MS, None, now_ms())
+            .await
+            .unwrap(),
+        Admission::Admitted { message_count: 0 },
+        "{kind}: the lapsed lease freed the session"
+    );
+    // The holder of the lapsed lease is fenced off.
+    let late = commit(
+        "short",
+        0,
+        vec![turn(0, Role::User, "late")],
+        usage(1, 1, 1),
+    );
+    assert_eq!(
+        store.commit(&id, &late).await.unwrap(),
+        CommitOutcome::LeaseLost,
+        "{kind}"
+    );
+    assert_eq!(store.turns(&id, 0, 10).await.unwrap(), vec![]);
+}
+
+async fn user_index(store: &dyn Store) {
+    let kind = store.kind();
+    let base = Utc.with_ymd_and_hms(2025, 1, 1, 12, 0, 0).unwrap();
+    // Ids in reverse alphabetical order: the listing must follow creation time.
+    let ids: Vec<String> = ["zz", "mm", "aa"]
+        .iter()
+        .map(|p| format!("{p}{}", new_id()))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let mut cfg = config("acme", Some("user-1"));
+        cfg.created_at = base + chrono::Duration::seconds(i as i64);
+        assert!(store.create_session(id, &cfg, now_ms()).await.unwrap());
+    }
+    let other_user = new_id();
+    store
+        .create_session(&other_user, &config("acme", Some("user-2")), now_ms())
+        .await
+        .unwrap();
+    let other_tenant = new_id();
+    store
+        .create_session(&other_tenant, &config("globex", Some("user-1")), now_ms())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store
+            .user_sessions("acme", "user-1", now_ms())
+            .await
+            .unwrap(),
+        ids,
+        "{kind}: creation order"
+    );
+    assert_eq!(
+        store
+            .user_sessions("globex", "user-1", now_ms())
+            .await
+            .unwrap(),
+        vec![other_tenant.clone()],
+        "{kind}: tenants are apart"
+    );
+    assert_eq!(
+        store
+            .user_sessions("acme", "nobody", now_ms())
+            .await
+            .unwrap(),
+        Vec::<String>::new()
+    );
+
+    assert!(store.delete_session(&ids[1]).await.unwrap());
+    assert_eq!(
+        store
+            .user_sessions("acme", "user-1", now_ms())
+            .await
+            .unwrap(),
+        vec![ids[0].clone(), ids[2].clone()],
+        "{kind}: deleted sessions drop out"
+    );
+
+    assert_eq!(
+        store
+            .delete_user_sessions("acme", "user-1", now_ms())
+            .await
+            .unwrap(),
+        2,
+        "{kind}"
+    );
+    for id in &ids {
+        assert!(store.get_session(id).await.unwrap().is_none(), "{kind}");
+    }
+    assert_eq!(
+        store
+            .user_sessions("acme", "user-1", now_ms())
+            .await
+            .unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        store
+            .delete_user_sessions("acme", "user-1", now_ms())
+            .await
+            .unwrap(),
+        0,
+        "{kind}: nothing left"
+    );
+    assert!(store.get_session(&other_user).await.unwrap().is_some());
+    assert!(store.get_session(&other_tenant).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .user_sessions("globex", "user-1", now_ms())
+            .await
+            .unwrap(),
+        vec![other_tenant]
+    );
+}
+
+/// One `#[tokio::test]` per scenario, each running it on both stores.
+macro_rules! on_both_stores {
+    ($($scenario:ident),* $(,)?) => {
+        mod on_both_stores {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    for store in super::stores().await {
+                        super::$scenario(store.as_ref()).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    create_get_and_duplicate,
+    update_config_compare_and_set,
+    touch_and_delete,
+    admit_busy_and_release,
+    commit_appends_in_order,
+    commit_with_wrong_lease_or_length_writes_nothing,
+    commit_after_delete_does_not_resurrect,
+    idempotency_claims,
+    lease_expires_by_itself,
+    user_index,
+);
