@@ -1,0 +1,183 @@
+//! What the load sends. Every request body is serialized once and shared, so the driver
+//! spends as little as possible of the cores it shares with the service.
+//!
+//! A stateful send on a session of `CONTEXT_TURNS` turns makes the service send upstream
+//! exactly the body of the baseline (system prompt, ten turns, the new message), and the
+//! stateless request carries that same body: the three differ only in who builds it.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use reqwest::header::CONTENT_TYPE;
+use serde_json::{Value, json};
+
+use crate::load::Outcome;
+
+pub const MODEL: &str = "bench-model";
+/// Routed to the fake's 50 ms mode.
+pub const SLOW_MODEL: &str = "bench-model-slow";
+/// 200 bytes of ordinary prose: the size of every stored message and of every new one.
+pub const TEXT: &str = "Thanks for the quick reply. Could you check whether the refund for order 44719 \
+    went out, and if it did, tell me when it should reach my card? I also need the invoice \
+    sent to my new postal address. Ta.";
+pub const CONTEXT_TURNS: usize = 10;
+const SYSTEM: &str = "You are a terse support assistant.";
+
+/// The service's configuration (besides what the environment sets): the fake upstream in
+/// both modes, as an OpenAI-compatible provider.
+pub fn service_toml(upstream: &str) -> String {
+    let mut toml = String::new();
+    for (model, mode) in [(MODEL, "instant"), (SLOW_MODEL, "slow")] {
+        toml.push_str(&format!(
+            "[[providers]]\nname = \"fake-{mode}\"\nkind = \"openai\"\nbase_url = \"{upstream}/{mode}/v1\"\n\n\
+             [[models]]\nname = \"{model}\"\nprovider = \"fake-{mode}\"\ncontext_tokens = 128000\n\
+             input_usd_per_mtok = 2.0\noutput_usd_per_mtok = 8.0\n\n"
+        ));
+    }
+    toml
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    relay: Arc<str>,
+    upstream: Arc<str>,
+    bodies: Arc<Bodies>,
+}
+
+struct Bodies {
+    send: Bytes,
+    chat: Bytes,
+    direct: Bytes,
+}
+
+fn stored_turns(count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": TEXT}))
+        .collect()
+}
+
+fn upstream_messages() -> Vec<Value> {
+    let mut messages = vec![json!({"role": "system", "content": SYSTEM})];
+    messages.extend(stored_turns(CONTEXT_TURNS));
+    messages.push(json!({"role": "user", "content": TEXT}));
+    messages
+}
+
+fn bytes(value: Value) -> Bytes {
+    Bytes::from(value.to_string())
+}
+
+impl Client {
+    pub fn new(relay: String, upstream: String) -> Client {
+        // reqwest is built without a default TLS provider; only plain HTTP is used here,
+        // but the client refuses to build without one. Err: already installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(512)
+            // Bounds every request, so every load loop ends.
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let bodies = Bodies {
+            send: bytes(json!({"content": TEXT})),
+            chat: bytes(json!({"model": MODEL, "messages": upstream_messages()})),
+            direct: bytes(
+                json!({"model": MODEL, "messages": upstream_messages(), "max_tokens": 1024, "stream": false}),
+            ),
+        };
+        Client {
+            http,
+            relay: relay.into(),
+            upstream: upstream.into(),
+            bodies: Arc::new(bodies),
+        }
+    }
+
+    async fn post(&self, url: String, body: Bytes) -> Result<Bytes, String> {
+        let reply = (self.http.post(url))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = reply.status();
+        let body = reply.bytes().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+            return Err(format!("{status}: {start}"));
+        }
+        Ok(body)
+    }
+
+    /// The baseline: the upstream request, straight to the fake (`slow`: its 50 ms mode).
+    pub async fn direct(&self, slow: bool) -> Outcome {
+        let mode = if slow { "slow" } else { "instant" };
+        let url = format!("{}/{mode}/v1/chat/completions", self.upstream);
+        self.post(url, self.bodies.direct.clone()).await.map(drop)
+    }
+
+    /// A stateful send: only the new message; the service adds the context.
+    pub async fn send(&self, session: &str) -> Outcome {
+        let url = format!("{}/v1/sessions/{session}/messages", self.relay);
+        self.post(url, self.bodies.send.clone()).await.map(drop)
+    }
+
+    /// Sends once and returns how many messages the service says it sent upstream, so the
+    /// run can check that a send and its baseline carry the same body.
+    pub async fn upstream_messages(&self, session: &str) -> u64 {
+        let url = format!("{}/v1/sessions/{session}/messages", self.relay);
+        let reply = self.post(url, self.bodies.send.clone()).await.unwrap();
+        let reply: Value = serde_json::from_slice(&reply).unwrap();
+        reply["context"]["messages"].as_u64().unwrap()
+    }
+
+    /// A stateless OpenAI-format request carrying the whole context.
+    pub async fn chat(&self) -> Outcome {
+        let url = format!("{}/v1/chat/completions", self.relay);
+        self.post(url, self.bodies.chat.clone()).await.map(drop)
+    }
+
+    pub async fn create(&self) -> Result<String, String> {
+        let body = json!({"model": MODEL, "user_id": "bench-user", "system_prompt": SYSTEM, "context_window": CONTEXT_TURNS});
+        let reply = self.post(format!("{}/v1/sessions", self.relay), bytes(body));
+        let reply: Value = serde_json::from_slice(&reply.await?).map_err(|e| e.to_string())?;
+        Ok(reply["session_id"]
+            .as_str()
+            .ok_or("no session_id")?
+            .to_string())
+    }
+
+    pub async fn get(&self, session: &str) -> Outcome {
+        let url = format!("{}/v1/sessions/{session}", self.relay);
+        let reply = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+        let status = reply.status();
+        reply.bytes().await.map_err(|e| e.to_string())?;
+        status.is_success().then_some(()).ok_or(status.to_string())
+    }
+
+    /// Makes `sessions` sessions of `turns` stored turns each through the import endpoint,
+    /// in requests of a few MB; returns their ids.
+    pub async fn seed(&self, model: &str, sessions: usize, turns: usize) -> Vec<String> {
+        let session = json!({
+            "model": model, "user_id": "bench-user", "system_prompt": SYSTEM,
+            "context_window": CONTEXT_TURNS, "messages": stored_turns(turns),
+        });
+        let per_request = (4_000_000 / (turns * 260 + 200)).clamp(1, 500);
+        let mut ids = Vec::new();
+        while ids.len() < sessions {
+            let batch = per_request.min(sessions - ids.len());
+            let body = json!({"sessions": vec![session.clone(); batch]});
+            let url = format!("{}/v1/sessions/import", self.relay);
+            let reply = self.post(url, bytes(body)).await.unwrap();
+            let reply: Value = serde_json::from_slice(&reply).unwrap();
+            for result in reply["results"].as_array().unwrap() {
+                assert_eq!(result["status"], "created", "import failed: {result}");
+                ids.push(result["session_id"].as_str().unwrap().to_string());
+            }
+        }
+        ids
+    }
+}

@@ -1,0 +1,248 @@
+//! One run: start everything, seed sessions, measure each scenario, print the table.
+
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use crate::{
+    Plan,
+    client::{CONTEXT_TURNS, Client, MODEL, SLOW_MODEL, TEXT, service_toml},
+    load::{Closed, Latencies, Outcome, closed_loop, frontier},
+    procs::{BIN, Redis, RssSampler, Service, status_mb},
+    report, upstream,
+};
+
+const THRESHOLDS_MS: [f64; 2] = [5.0, 20.0];
+const LONG_HISTORY: usize = 10_000;
+
+/// Sessions made before any measurement, each used by one client at a time.
+struct Sessions {
+    /// 10 turns, instant model; as many as the open loop may have requests in flight.
+    pool: Vec<String>,
+    /// 10 turns, the 50 ms model.
+    slow: Vec<String>,
+    /// 10,000 turns, instant model.
+    long: Vec<String>,
+}
+
+pub async fn run(plan: &Plan) {
+    let redis = Redis::start();
+    let upstream = upstream::start();
+    let service = Service::start(&redis.url(), &service_toml(&upstream), &[]);
+    // Let the workers finish starting before calling the process idle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = status_mb(service.pid(), "VmRSS");
+    let client = Client::new(service.url(), upstream);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let binary = BIN.find("target/").map_or(BIN, |i| &BIN[i..]);
+    println!("service: {binary} as its own process, default workers (one per core);");
+    println!("private redis-server; fake upstream and load driver in this process;");
+    println!(
+        "everything on 127.0.0.1, sharing {cores} cores. Messages of {} bytes.",
+        TEXT.len()
+    );
+    println!(
+        "A send on a 10-turn context makes the service call upstream with {} messages (system \
+         prompt, {CONTEXT_TURNS} turns, the new one); the baseline and chat/completions send that body.",
+        CONTEXT_TURNS + 2
+    );
+
+    let sessions = seed(&client, plan).await;
+    let long_bytes = redis.session_bytes(&sessions.long[0]);
+    for id in [&sessions.pool[0], &sessions.slow[0], &sessions.long[0]] {
+        let sent = client.upstream_messages(id).await;
+        assert_eq!(sent, CONTEXT_TURNS as u64 + 2, "unexpected upstream body");
+    }
+    println!();
+    redis_memory(&client, &redis, plan.memory_count, long_bytes).await;
+
+    let sampler = RssSampler::start(service.pid());
+    println!();
+    latencies(&client, plan, &sessions).await;
+    println!();
+    frontiers(&client, plan, sessions.pool).await;
+    let load_rss = sampler.finish();
+
+    println!();
+    report::section("service memory (the service process only)");
+    let peak_rss = status_mb(service.pid(), "VmHWM");
+    report::figure(
+        "RSS idle, after startup (VmRSS)",
+        format!("{idle_rss:.1} MB"),
+    );
+    report::figure(
+        "RSS under load (highest VmRSS, sampled every 100 ms)",
+        format!("{load_rss:.1} MB"),
+    );
+    report::figure(
+        "peak RSS of the run (VmHWM, includes seeding by import)",
+        format!("{peak_rss:.1} MB"),
+    );
+}
+
+async fn seed(client: &Client, plan: &Plan) -> Sessions {
+    let most = plan.concurrencies.iter().copied().max().unwrap_or(1);
+    let pool_size = plan.search.max_in_flight.max(most);
+    let long_most = plan.long_history.iter().copied().max().unwrap_or(1);
+    Sessions {
+        pool: client.seed(MODEL, pool_size, CONTEXT_TURNS).await,
+        slow: client.seed(SLOW_MODEL, most, CONTEXT_TURNS).await,
+        long: client.seed(MODEL, long_most, LONG_HISTORY).await,
+    }
+}
+
+/// `c` clients calling `request(client, i)`, `i` the client's index.
+async fn closed<F, Fut>(client: &Client, c: usize, bounds: &Closed, request: F) -> Latencies
+where
+    F: Fn(Client, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let client = client.clone();
+    closed_loop(c, bounds, move |i| request(client.clone(), i)).await
+}
+
+/// Client `i` sends on `sessions[i]` only: a session takes one message at a time.
+async fn sends(client: &Client, sessions: &[String], bounds: &Closed) -> Latencies {
+    let sessions = Arc::new(sessions.to_vec());
+    closed(client, sessions.len(), bounds, move |client, i| {
+        let sessions = sessions.clone();
+        async move { client.send(&sessions[i]).await }
+    })
+    .await
+}
+
+async fn direct(client: &Client, c: usize, bounds: &Closed, slow: bool) -> Latencies {
+    closed(client, c, bounds, move |client, _| async move {
+        client.direct(slow).await
+    })
+    .await
+}
+
+/// Each concurrency measures its baselines right before the scenarios compared with them,
+/// so that drift on a shared machine hits both alike.
+async fn latencies(client: &Client, plan: &Plan, sessions: &Sessions) {
+    report::section(
+        "latency, closed loop: `conc` clients, each sending when its previous answer is in; \
+         ovh = latency - baseline",
+    );
+    report::latency_header();
+    let bounds = &plan.closed;
+    let (mut slow_rows, mut long_rows) = (Vec::new(), Vec::new());
+    report::section("instant upstream");
+    for &c in &plan.concurrencies {
+        let base = direct(client, c, bounds, false).await;
+        report::row("baseline: fake upstream directly", c, &base, None);
+        let send = sends(client, &sessions.pool[..c], bounds).await;
+        report::row("send (stateful), 10-turn session", c, &send, Some(&base));
+        let chat = closed(
+            client,
+            c,
+            bounds,
+            |client, _| async move { client.chat().await },
+        );
+        report::row("chat/completions (stateless)", c, &chat.await, Some(&base));
+        if plan.long_history.contains(&c) {
+            long_rows.push((c, sends(client, &sessions.long[..c], bounds).await, base));
+        }
+        let slow_base = direct(client, c, bounds, true).await;
+        slow_rows.push((
+            c,
+            sends(client, &sessions.slow[..c], bounds).await,
+            slow_base,
+        ));
+    }
+    report::section(&format!("{} ms upstream", upstream::SLOW_DELAY.as_millis()));
+    for (c, send, base) in &slow_rows {
+        report::row("baseline: fake upstream directly", *c, base, None);
+        report::row("send (stateful), 10-turn session", *c, send, Some(base));
+    }
+    report::section("history length (instant upstream; ovh against the baseline above)");
+    report::section("  sessions start with 10,000 turns instead of 10, and grow by 2 per send;");
+    report::section("  the context is the newest 10 turns either way");
+    for (c, send, base) in &long_rows {
+        report::row("send (stateful), 10,000-turn session", *c, send, Some(base));
+    }
+    report::section("sessions (instant upstream)");
+    for c in [1, plan.concurrencies[2]] {
+        let created = closed(client, c, bounds, |client, _| async move {
+            client.create().await.map(drop)
+        });
+        report::row("create session", c, &created.await, None);
+        let ids = Arc::new(sessions.pool[..c].to_vec());
+        let read = closed(client, c, bounds, move |client, i| {
+            let ids = ids.clone();
+            async move { client.get(&ids[i]).await }
+        });
+        report::row("get session", c, &read.await, None);
+    }
+}
+
+async fn frontiers(client: &Client, plan: &Plan, pool: Vec<String>) {
+    let search = &plan.search;
+    report::section(&format!(
+        "throughput frontier, open loop: a fixed rate for {:.1} s per step (up to {:.1} s to send \
+         at least {} requests), latency from each request's scheduled start, at most {} in flight",
+        search.step_time.as_secs_f64(),
+        3.0 * search.step_time.as_secs_f64(),
+        search.min_requests,
+        search.max_in_flight
+    ));
+    report::frontier_header(&THRESHOLDS_MS);
+    // `max_in_flight` sessions: one is free for every request the dispatcher lets start,
+    // so no send waits on another's lease.
+    let pool = Arc::new(Mutex::new(pool));
+    let sender = client.clone();
+    let send_steps = frontier(search, &THRESHOLDS_MS, move || {
+        let (client, pool) = (sender.clone(), pool.clone());
+        async move {
+            let id = pool.lock().unwrap().pop().ok_or("no free session")?;
+            let outcome = client.send(&id).await;
+            pool.lock().unwrap().push(id);
+            outcome
+        }
+    });
+    let send_steps = send_steps.await;
+    report::frontier_row(
+        "send (stateful), 10-turn sessions",
+        &THRESHOLDS_MS,
+        &send_steps,
+    );
+    let chatter = client.clone();
+    let chat_steps = frontier(search, &THRESHOLDS_MS, move || {
+        let client = chatter.clone();
+        async move { client.chat().await }
+    });
+    let chat_steps = chat_steps.await;
+    report::frontier_row("chat/completions (stateless)", &THRESHOLDS_MS, &chat_steps);
+    report::steps(&[("send", &send_steps), ("chat/completions", &chat_steps)]);
+}
+
+/// The bytes of a session's keys, fresh (system prompt, no turns) and after `count` sends
+/// (two stored messages each); and those of a 10,000-turn session, per turn.
+async fn redis_memory(client: &Client, redis: &Redis, count: usize, long_bytes: u64) {
+    let id = client.create().await.unwrap();
+    let empty = redis.session_bytes(&id);
+    for _ in 0..count {
+        client.send(&id).await.unwrap();
+    }
+    let per_turn = redis.session_bytes(&id).saturating_sub(empty) as f64 / (2 * count) as f64;
+    report::section("redis memory (MEMORY USAGE, SAMPLES 0, of every key naming the session)");
+    report::figure(
+        "bytes of a new session (system prompt, no turns)",
+        empty.to_string(),
+    );
+    report::figure(
+        &format!(
+            "bytes per stored turn ({count} sends = {} turns of {} bytes)",
+            2 * count,
+            TEXT.len()
+        ),
+        format!("{per_turn:.1}"),
+    );
+    report::figure(
+        "bytes per stored turn, a 10,000-turn session made by import",
+        format!("{:.1}", long_bytes as f64 / LONG_HISTORY as f64),
+    );
+}
