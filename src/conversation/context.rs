@@ -9,7 +9,7 @@ use crate::{
     },
     error::ApiError,
     llm::{ChatMessage, registry::Model},
-    store::Store,
+    store::{Store, tail_len},
 };
 
 /// The prompt of one turn and how it was chosen.
@@ -23,8 +23,9 @@ pub struct Assembled {
     pub dropped: u64,
 }
 
-/// First read of the history tail; grown fourfold while the budget still has room.
-const FIRST_CHUNK: usize = 32;
+/// The newest turns read first when the session has no `context_window`; grown fourfold
+/// while the budget still has room.
+pub const FIRST_CHUNK: usize = 32;
 
 /// The prompt budget: the session's own, else what the model holds minus the reply.
 pub fn budget(session: &StoredSession, model: &Model, max_tokens: u32) -> u32 {
@@ -34,24 +35,28 @@ pub fn budget(session: &StoredSession, model: &Model, max_tokens: u32) -> u32 {
         .unwrap_or_else(|| model.context_tokens.saturating_sub(max_tokens))
 }
 
-/// Builds the context for `new_message` (or for a preview when it is `None`). Reads the
-/// history from the tail in growing chunks, so the cost follows the context size, not the
-/// length of the conversation.
+/// The newest turns a context starts from, for a preview (a send gets them from `admit`).
+pub async fn read_tail(store: &dyn Store, session: &StoredSession) -> Result<Vec<Turn>, ApiError> {
+    let count = tail_len(&session.config, FIRST_CHUNK);
+    Ok(store.recent_turns(&session.id, count).await?)
+}
+
+/// Builds the context for `new_message` (or for a preview when it is `None`) from
+/// `history`, the newest stored turns. Reads further back only while the budget has room,
+/// so the cost follows the context size, not the length of the conversation.
 pub async fn assemble(
     store: &dyn Store,
     session: &StoredSession,
     model: &Model,
     new_message: Option<(&str, u32)>,
     budget: u32,
+    mut history: Vec<Turn>,
 ) -> Result<Assembled, ApiError> {
     let counter = TokenCounter::shared();
     let system = session.config.system_prompt.as_deref();
     let system_tokens = system.map(|p| counter.count_message(model.tokenizer, Role::System, p));
     let window = session.config.context_window.map(|w| w as usize);
-    let total = usize::try_from(session.message_count).unwrap_or(usize::MAX);
-    let mut chunk = window.unwrap_or(FIRST_CHUNK).min(total);
-    loop {
-        let history: Vec<Turn> = store.recent_turns(&session.id, chunk).await?;
+    let plan = loop {
         let input = ContextInput {
             system_tokens,
             history: &history,
@@ -63,34 +68,40 @@ pub async fn assemble(
             max_tokens: e.max_tokens,
             current_tokens: e.current_tokens,
         })?;
-        let more_stored = history.len() == chunk && chunk < total;
+        let more_stored = (history.len() as u64) < session.message_count;
         if more_stored && plan.wants_more_history(&input) {
-            chunk = chunk.saturating_mul(4).min(total);
-            continue;
+            let wider = history.len().saturating_mul(4).max(FIRST_CHUNK);
+            let wider = store.recent_turns(&session.id, wider).await?;
+            // A shorter list than the count says (a foreign writer) must not loop forever.
+            if wider.len() > history.len() {
+                history = wider;
+                continue;
+            }
         }
-        let kept = plan.kept_turns(&history);
-        let mut messages = Vec::with_capacity(kept.len() + 2);
-        if let Some(prompt) = system {
-            messages.push(ChatMessage {
-                role: Role::System,
-                content: prompt.to_string(),
-            });
-        }
-        messages.extend(kept.iter().map(|t| ChatMessage {
-            role: t.role,
-            content: t.content.clone(),
-        }));
-        if let Some((content, _)) = new_message {
-            messages.push(ChatMessage {
-                role: Role::User,
-                content: content.to_string(),
-            });
-        }
-        return Ok(Assembled {
-            messages,
-            tokens: plan.tokens,
-            budget,
-            dropped: session.message_count.saturating_sub(kept.len() as u64),
+        break plan;
+    };
+    let kept = plan.kept_turns(&history);
+    let mut messages = Vec::with_capacity(kept.len() + 2);
+    if let Some(prompt) = system {
+        messages.push(ChatMessage {
+            role: Role::System,
+            content: prompt.to_string(),
         });
     }
+    messages.extend(kept.iter().map(|t| ChatMessage {
+        role: t.role,
+        content: t.content.clone(),
+    }));
+    if let Some((content, _)) = new_message {
+        messages.push(ChatMessage {
+            role: Role::User,
+            content: content.to_string(),
+        });
+    }
+    Ok(Assembled {
+        messages,
+        tokens: plan.tokens,
+        budget,
+        dropped: session.message_count.saturating_sub(kept.len() as u64),
+    })
 }

@@ -6,7 +6,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::{
-    context::{Assembled, assemble, budget},
+    context::{Assembled, FIRST_CHUNK, assemble, budget},
     lease::Lease,
     upstream,
 };
@@ -14,15 +14,15 @@ use crate::{
     auth::Caller,
     domain::{
         message::{Role, Turn, message_id},
-        session::{StoredSession, UsageTotals, nano_usd_to_usd, new_id},
+        session::{StoredSession, UsageTotals, is_session_id, nano_usd_to_usd, new_id},
         tokens::TokenCounter,
     },
     error::ApiError,
     llm::{ChatRequest, ChatResponse, registry::Model},
     metering::{Estimate, Metering, check_session_budget},
-    routes::{now_ms, owned_session},
+    routes::now_ms,
     startup::AppState,
-    store::{Admission, Commit, CommitOutcome, IdempotencyClaim},
+    store::{Admission, AdmitRequest, Admitted, Commit, CommitOutcome, IdempotencyClaim},
 };
 
 /// What the client asked for, already decoded.
@@ -90,27 +90,24 @@ pub async fn prepare(
     id: &str,
     input: SendInput,
 ) -> Result<Started, ApiError> {
-    let mut session = owned_session(state, caller, id).await?;
-    let chain = model_chain(state, &session, input.model.as_deref())?;
-    let Some(primary) = chain.first().cloned() else {
-        return Err(ApiError::invalid("model", "no model to call"));
-    };
-    let max_tokens = input
-        .max_tokens
-        .or(session.config.max_tokens)
-        .unwrap_or(state.settings.sessions.default_max_tokens);
-    let user_tokens =
-        TokenCounter::shared().count_message(primary.tokenizer, Role::User, &input.content);
-
+    if !is_session_id(id) {
+        return Err(ApiError::SessionNotFound);
+    }
+    // A bad request answers 400 before it takes the session's lease.
+    if let Some(name) = input.model.as_deref() {
+        known_model(state, name)?;
+    }
     let token = new_id();
-    let lease_ms = state.settings.sessions.lease_seconds * 1000;
-    let claim = input.idempotency.as_ref();
-    match state
-        .store
-        .admit(id, &token, lease_ms, claim, now_ms())
-        .await?
-    {
-        Admission::Admitted { message_count } => session.message_count = message_count,
+    let request = AdmitRequest {
+        tenant: &caller.tenant,
+        lease_token: &token,
+        lease_ms: state.settings.sessions.lease_seconds * 1000,
+        claim: input.idempotency.as_ref(),
+        now_ms: now_ms(),
+        tail: FIRST_CHUNK,
+    };
+    let Admitted { session, tail } = match state.store.admit(id, &request).await? {
+        Admission::Admitted(admitted) => *admitted,
         Admission::Missing => return Err(ApiError::SessionNotFound),
         Admission::Busy { retry_after_ms } => {
             return Err(ApiError::SessionBusy {
@@ -122,7 +119,7 @@ pub async fn prepare(
         Admission::Replay(response) => return Ok(Started::Replay(response)),
         Admission::KeyInUse => return Err(ApiError::IdempotencyKeyInUse),
         Admission::KeyReused => return Err(ApiError::IdempotencyKeyReused),
-    }
+    };
     // From here on the lease is released on every exit, early returns and panics included.
     let mut lease = Lease::new(
         state,
@@ -130,41 +127,79 @@ pub async fn prepare(
         token,
         input.idempotency.as_ref().map(|c| c.key.clone()),
     );
-    let budget = budget(&session, &primary, max_tokens);
-    let new_message = Some((input.content.as_str(), user_tokens));
-    let assembled = assemble(
-        state.store.as_ref(),
-        &session,
-        &primary,
-        new_message,
-        budget,
-    )
-    .await;
-    let assembled = lease.release_on_err(assembled).await?;
-    // Caps and the token limit are checked on the worst case, before any upstream call.
-    let estimate = Estimate::for_chain(&chain, assembled.tokens, max_tokens);
-    let checked = check_session_budget(state, &session, &estimate).await;
-    lease.release_on_err(checked).await?;
-    let metering = Metering::reserve(state, caller, &estimate).await;
-    let metering = lease.release_on_err(metering).await?;
+    let planned = plan(state, caller, &session, tail, &input).await;
+    let planned = lease.release_on_err(planned).await?;
     let user_turn = Turn {
         id: message_id(session.message_count),
         role: Role::User,
         content: input.content,
         created_at: Utc::now(),
-        tokens: user_tokens,
+        tokens: planned.user_tokens,
     };
     Ok(Started::Ready(Box::new(Prepared {
         temperature: input.temperature.or(session.config.temperature),
         session,
-        chain,
-        assembled,
+        chain: planned.chain,
+        assembled: planned.assembled,
         user_turn,
-        max_tokens,
+        max_tokens: planned.max_tokens,
         lease,
         idempotency: input.idempotency,
-        metering,
+        metering: planned.metering,
     })))
+}
+
+/// What an admitted send works out before calling upstream.
+struct Planned {
+    chain: Vec<Arc<Model>>,
+    assembled: Assembled,
+    user_tokens: u32,
+    max_tokens: u32,
+    metering: Metering,
+}
+
+/// The model chain, the prompt and its token count, and the key's reservation, checked
+/// against every cap.
+async fn plan(
+    state: &AppState,
+    caller: &Caller,
+    session: &StoredSession,
+    tail: Vec<Turn>,
+    input: &SendInput,
+) -> Result<Planned, ApiError> {
+    let chain = model_chain(state, session, input.model.as_deref())?;
+    let Some(primary) = chain.first().cloned() else {
+        return Err(ApiError::invalid("model", "no model to call"));
+    };
+    let max_tokens = input
+        .max_tokens
+        .or(session.config.max_tokens)
+        .unwrap_or(state.settings.sessions.default_max_tokens);
+    let user_tokens =
+        TokenCounter::shared().count_message(primary.tokenizer, Role::User, &input.content);
+    let budget = budget(session, &primary, max_tokens);
+    let new_message = Some((input.content.as_str(), user_tokens));
+    let store = state.store.as_ref();
+    let assembled = assemble(store, session, &primary, new_message, budget, tail).await?;
+    // Caps and the token limit are checked on the worst case, before any upstream call.
+    let estimate = Estimate::for_chain(&chain, assembled.tokens, max_tokens);
+    check_session_budget(session, &estimate)?;
+    let metering = Metering::reserve(state, caller, &estimate).await?;
+    Ok(Planned {
+        chain,
+        assembled,
+        user_tokens,
+        max_tokens,
+        metering,
+    })
+}
+
+fn known_model(state: &AppState, name: &str) -> Result<Arc<Model>, ApiError> {
+    state
+        .models
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError::invalid("model", format!("unknown model `{name}`")))
 }
 
 /// The request's model (or the session's), then the session's fallbacks — or, when the
@@ -174,11 +209,7 @@ fn model_chain(
     session: &StoredSession,
     requested: Option<&str>,
 ) -> Result<Vec<Arc<Model>>, ApiError> {
-    let first = requested.unwrap_or(&session.config.model);
-    let primary = state
-        .models
-        .get(first)
-        .ok_or_else(|| ApiError::invalid("model", format!("unknown model `{first}`")))?;
+    let primary = known_model(state, requested.unwrap_or(&session.config.model))?;
     let fallbacks = if session.config.fallback_models.is_empty() {
         &primary.fallbacks
     } else {
@@ -287,9 +318,11 @@ pub async fn finish(
             .map(|claim| (claim, response_json)),
     };
     // Settled whatever the commit says: the model answered, so the cost was incurred.
-    prepared.metering.settle(&model, usage, cost_nano_usd).await;
-    let outcome = state.store.commit(&prepared.session.id, &commit).await?;
-    match outcome {
+    // The two touch different keys, so they run side by side.
+    let settled = prepared.metering.settle(&model, usage, cost_nano_usd);
+    let committed = state.store.commit(&prepared.session.id, &commit);
+    let ((), outcome) = tokio::join!(settled, committed);
+    match outcome? {
         CommitOutcome::Committed => {
             prepared.lease.committed();
             Ok(response)

@@ -87,20 +87,13 @@ impl Estimate {
 }
 
 /// 402 when the session's spend plus this call's worst case would pass its `max_cost_usd`.
-/// Runs under the session's send lease, so no other send of the session is in flight;
-/// the spend is read afresh because it may have changed since the session was read.
-pub async fn check_session_budget(
-    state: &AppState,
-    session: &StoredSession,
-    estimate: &Estimate,
-) -> Result<(), ApiError> {
+/// `session` is read together with taking the send lease, so its spend is current: no
+/// other send of the session can add to it while this one runs.
+pub fn check_session_budget(session: &StoredSession, estimate: &Estimate) -> Result<(), ApiError> {
     let Some(limit_usd) = session.config.max_cost_usd else {
         return Ok(());
     };
-    let spent = match state.store.get_session(&session.id).await? {
-        Some(fresh) => fresh.usage.cost_nano_usd,
-        None => return Err(ApiError::SessionNotFound),
-    };
+    let spent = session.usage.cost_nano_usd;
     if spent.saturating_add(estimate.cost_nano_usd) > usd_to_nano(limit_usd) {
         return Err(ApiError::BudgetExceeded {
             limit_usd,

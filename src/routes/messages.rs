@@ -9,7 +9,7 @@ use super::{extract::ApiJson, owned_session};
 use crate::{
     auth::Caller,
     conversation::{
-        context::{assemble, budget},
+        context::{assemble, budget, read_tail},
         send::{SendInput, Started, call_chain, finish, prepare},
         stream,
     },
@@ -146,7 +146,9 @@ async fn context(
         .max_tokens
         .unwrap_or(state.settings.sessions.default_max_tokens);
     let budget = budget(&session, model, max_tokens);
-    let assembled = assemble(state.store.as_ref(), &session, model, None, budget).await?;
+    let store = state.store.as_ref();
+    let history = read_tail(store, &session).await?;
+    let assembled = assemble(store, &session, model, None, budget, history).await?;
     let messages: Vec<_> = assembled
         .messages
         .iter()

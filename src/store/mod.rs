@@ -51,14 +51,39 @@ pub struct IdempotencyClaim {
     pub ttl_ms: u64,
 }
 
+/// A send asking to start on a session.
+#[derive(Debug, Clone, Copy)]
+pub struct AdmitRequest<'a> {
+    /// Only a session of this tenant is admitted; any other answers `Missing`.
+    pub tenant: &'a str,
+    pub lease_token: &'a str,
+    pub lease_ms: u64,
+    pub claim: Option<&'a IdempotencyClaim>,
+    pub now_ms: i64,
+    /// How many of the newest turns to bring along, see [`tail_len`].
+    pub tail: usize,
+}
+
+/// The newest turns a send reads first: the session's whole `context_window` when it has
+/// one, else `tail`. (`admit.lua` applies the same rule.)
+pub fn tail_len(config: &SessionConfig, tail: usize) -> usize {
+    config.context_window.map_or(tail, |window| window as usize)
+}
+
+/// An admitted send: the session and its newest turns, read together with taking the lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admitted {
+    /// As of the lease: the turns are appended right after `message_count`.
+    pub session: StoredSession,
+    /// The newest turns, oldest first, as many as [`tail_len`] says.
+    pub tail: Vec<Turn>,
+}
+
 /// The answer to "may this send start now?".
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
     /// The lease is ours (and the idempotency key, if any, is marked in flight).
-    /// Carries the history length as of now: turns are appended right after it.
-    Admitted {
-        message_count: u64,
-    },
+    Admitted(Box<Admitted>),
     Busy {
         retry_after_ms: u64,
     },
@@ -123,15 +148,9 @@ pub trait Store: keys::KeyStore + metering::MeterStore + import::ImportStore + S
     /// The newest `count` turns, oldest first: reading cost does not grow with history length.
     async fn recent_turns(&self, id: &str, count: usize) -> StoreResult<Vec<Turn>>;
 
-    /// Takes the session's send lease (and the idempotency key) in one atomic step.
-    async fn admit(
-        &self,
-        id: &str,
-        lease_token: &str,
-        lease_ms: u64,
-        claim: Option<&IdempotencyClaim>,
-        now_ms: i64,
-    ) -> StoreResult<Admission>;
+    /// Takes the session's send lease (and the idempotency key) and reads the session
+    /// with its newest turns, in one atomic step: one round trip starts a send.
+    async fn admit(&self, id: &str, request: &AdmitRequest<'_>) -> StoreResult<Admission>;
     /// Gives the lease back after a failed send and forgets the in-flight idempotency mark.
     async fn release(
         &self,

@@ -12,7 +12,7 @@ use session_relay::{
         session::{SessionConfig, UsageTotals, new_id},
     },
     store::{
-        Admission, Commit, CommitOutcome, IdempotencyClaim, Store, WriteOutcome,
+        Admission, AdmitRequest, Commit, CommitOutcome, IdempotencyClaim, Store, WriteOutcome,
         memory::MemoryStore, redis::RedisStore,
     },
 };
@@ -75,6 +75,42 @@ async fn new_session(store: &dyn Store) -> String {
         store.kind()
     );
     id
+}
+
+/// Asks to start a send on `id` as tenant `acme`, the tenant of `new_session`.
+async fn admit(
+    store: &dyn Store,
+    id: &str,
+    lease: &str,
+    claim: Option<&IdempotencyClaim>,
+) -> Admission {
+    admit_as(store, "acme", id, lease, claim).await
+}
+
+async fn admit_as(
+    store: &dyn Store,
+    tenant: &str,
+    id: &str,
+    lease: &str,
+    claim: Option<&IdempotencyClaim>,
+) -> Admission {
+    let request = AdmitRequest {
+        tenant,
+        lease_token: lease,
+        lease_ms: LEASE_MS,
+        claim,
+        now_ms: now_ms(),
+        tail: 4,
+    };
+    store.admit(id, &request).await.unwrap()
+}
+
+/// The history length an admission starts from; `None` when it did not admit.
+fn admitted_len(admission: &Admission) -> Option<u64> {
+    match admission {
+        Admission::Admitted(admitted) => Some(admitted.session.message_count),
+        _ => None,
+    }
 }
 
 fn turn(index: u64, role: Role, content: &str) -> Turn {
@@ -231,31 +267,18 @@ async fn touch_and_delete(store: &dyn Store) {
     assert!(store.get_session(&id).await.unwrap().is_none());
     assert!(!store.delete_session(&id).await.unwrap(), "{kind}: twice");
     assert!(!store.touch(&id, later).await.unwrap(), "{kind}: deleted");
-    assert_eq!(
-        store
-            .admit(&id, "l", LEASE_MS, None, now_ms())
-            .await
-            .unwrap(),
-        Admission::Missing
-    );
+    assert_eq!(admit(store, &id, "l", None).await, Admission::Missing);
 }
 
 async fn admit_busy_and_release(store: &dyn Store) {
     let kind = store.kind();
     let id = new_session(store).await;
     assert_eq!(
-        store
-            .admit(&id, "a", LEASE_MS, None, now_ms())
-            .await
-            .unwrap(),
-        Admission::Admitted { message_count: 0 },
+        admitted_len(&admit(store, &id, "a", None).await),
+        Some(0),
         "{kind}"
     );
-    match store
-        .admit(&id, "b", LEASE_MS, None, now_ms())
-        .await
-        .unwrap()
-    {
+    match admit(store, &id, "b", None).await {
         Admission::Busy { retry_after_ms } => assert!(
             retry_after_ms > 0 && retry_after_ms <= LEASE_MS,
             "{kind}: retry after {retry_after_ms} ms"
@@ -265,43 +288,22 @@ async fn admit_busy_and_release(store: &dyn Store) {
     // Only the holder can give the lease back.
     store.release(&id, "not-the-holder", None).await.unwrap();
     assert!(
-        matches!(
-            store
-                .admit(&id, "c", LEASE_MS, None, now_ms())
-                .await
-                .unwrap(),
-            Admission::Busy { .. }
-        ),
+        matches!(admit(store, &id, "c", None).await, Admission::Busy { .. }),
         "{kind}: a foreign release frees nothing"
     );
     store.release(&id, "a", None).await.unwrap();
     assert_eq!(
-        store
-            .admit(&id, "d", LEASE_MS, None, now_ms())
-            .await
-            .unwrap(),
-        Admission::Admitted { message_count: 0 },
+        admitted_len(&admit(store, &id, "d", None).await),
+        Some(0),
         "{kind}: released"
     );
-    assert_eq!(
-        store
-            .admit(&new_id(), "e", LEASE_MS, None, now_ms())
-            .await
-            .unwrap(),
-        Admission::Missing
-    );
+    assert_eq!(admit(store, &new_id(), "e", None).await, Admission::Missing);
 }
 
 async fn commit_appends_in_order(store: &dyn Store) {
     let kind = store.kind();
     let id = new_session(store).await;
-    assert_eq!(
-        store
-            .admit(&id, "a", LEASE_MS, None, now_ms())
-            .await
-            .unwrap(),
-        Admission::Admitted { message_count: 0 }
-    );
+    assert_eq!(admitted_len(&admit(store, &id, "a", None).await), Some(0));
     let first = vec![
         turn(0, Role::User, "What is 2+2?"),
         turn(1, Role::Assistant, "4."),
@@ -327,11 +329,8 @@ async fn commit_appends_in_order(store: &dyn Store) {
 
     // The commit released the lease: the next send starts after the two turns.
     assert_eq!(
-        store
-            .admit(&id, "b", LEASE_MS, None, now_ms())
-            .await
-            .unwrap(),
-        Admission::Admitted { message_count: 2 },
+        admitted_len(&admit(store, &id, "b", None).await),
+        Some(2),
         "{kind}"
     );
     let second = vec![
@@ -360,10 +359,7 @@ async fn commit_appends_in_order(store: &dyn Store) {
 async fn commit_with_wrong_lease_or_length_writes_nothing(store: &dyn Store) {
     let kind = store.kind();
     let id = new_session(store).await;
-    store
-        .admit(&id, "mine", LEASE_MS, None, now_ms())
-        .await
-        .unwrap();
+    admit(store, &id, "mine", None).await;
     let turns = vec![turn(0, Role::User, "hi"), turn(1, Role::Assistant, "hello")];
 
     let foreign = commit("someone-else", 0, turns.clone(), usage(9, 9, 9));
@@ -398,10 +394,7 @@ async fn commit_with_wrong_lease_or_length_writes_nothing(store: &dyn Store) {
 async fn commit_after_delete_does_not_resurrect(store: &dyn Store) {
     let kind = store.kind();
     let id = new_session(store).await;
-    store
-        .admit(&id, "a", LEASE_MS, None, now_ms())
-        .await
-        .unwrap();
+    admit(store, &id, "a", None).await;
     assert!(store.delete_session(&id).await.unwrap());
     let c = Commit {
         idempotency: Some((claim("k", "fp"), "{\"ok\":true}".into())),
@@ -423,13 +416,7 @@ async fn commit_after_delete_does_not_resurrect(store: &dyn Store) {
     );
     assert_eq!(store.turns(&id, 0, 10).await.unwrap(), vec![], "{kind}");
     assert_eq!(store.recent_turns(&id, 10).await.unwrap(), vec![]);
-    assert_eq!(
-        store
-            .admit(&id, "b", LEASE_MS, None, now_ms())
-            .await
-            .unwrap(),
-        Admission::Missing
-    );
+    assert_eq!(admit(store, &id, "b", None).await, Admission::Missing);
     // Re-creating the id starts from nothing: no turn, lease or idempotency record was left.
     assert!(
         store
@@ -439,11 +426,8 @@ async fn commit_after_delete_does_not_resurrect(store: &dyn Store) {
     );
     assert_eq!(store.turns(&id, 0, 10).await.unwrap(), vec![], "{kind}");
     assert_eq!(
-        store
-            .admit(&id, "c", LEASE_MS, Some(&claim("k", "fp")), now_ms())
-            .await
-            .unwrap(),
-        Admission::Admitted { message_count: 0 },
+        admitted_len(&admit(store, &id, "c", Some(&claim("k", "fp"))).await),
+        Some(0),
         "{kind}: no stale lease or replay"
     );
 }
@@ -455,26 +439,17 @@ async fn idempotency_claims(store: &dyn Store) {
     let k1_other_body = claim("key-1", "fp-b");
 
     assert_eq!(
-        store
-            .admit(&id, "a", LEASE_MS, Some(&k1), now_ms())
-            .await
-            .unwrap(),
-        Admission::Admitted { message_count: 0 },
+        admitted_len(&admit(store, &id, "a", Some(&k1)).await),
+        Some(0),
         "{kind}"
     );
     assert_eq!(
-        store
-            .admit(&id, "b", LEASE_MS, Some(&k1), now_ms())
-            .await
-            .unwrap(),
+        admit(store, &id, "b", Some(&k1)).await,
         Admission::KeyInUse,
         "{kind}: same key, same body, in flight"
     );
     assert_eq!(
-        store
-            .admit(&id, "b", LEASE_MS, Some(&k1_other_body), now_ms())
-            .await
-            .unwrap(),
+        admit(store, &id, "b", Some(&k1_other_body)).await,
         Admission::KeyReused,
         "{kind}: same key, other body, in flight"
     );
@@ -494,28 +469,19 @@ async fn idempotency_claims(store: &dyn Store) {
         CommitOutcome::Committed
     );
     assert_eq!(
-        store
-            .admit(&id, "c", LEASE_MS, Some(&k1), now_ms())
-            .await
-            .unwrap(),
+        admit(store, &id, "c", Some(&k1)).await,
         Admission::Replay(response),
         "{kind}: completed key replays"
     );
     assert_eq!(
-        store
-            .admit(&id, "c", LEASE_MS, Some(&k1_other_body), now_ms())
-            .await
-            .unwrap(),
+        admit(store, &id, "c", Some(&k1_other_body)).await,
         Admission::KeyReused,
         "{kind}: completed key, other body"
     );
     // Neither answer took the lease.
     assert_eq!(
-        store
-            .admit(&id, "d", LEASE_MS, None, now_ms())
-            .await
-            .unwrap(),
-        Admission::Admitted { message_count: 2 },
+        admitted_len(&admit(store, &id, "d", None).await),
+        Some(2),
         "{kind}"
     );
     store.release(&id, "d", None).await.unwrap();
@@ -523,56 +489,117 @@ async fn idempotency_claims(store: &dyn Store) {
     // A failed send gives its key back: the retry is admitted, not refused or replayed.
     let k2 = claim("key-2", "fp-a");
     assert_eq!(
-        store
-            .admit(&id, "e", LEASE_MS, Some(&k2), now_ms())
-            .await
-            .unwrap(),
-        Admission::Admitted { message_count: 2 }
+        admitted_len(&admit(store, &id, "e", Some(&k2)).await),
+        Some(2)
     );
     store.release(&id, "e", Some("key-2")).await.unwrap();
     assert_eq!(
-        store
-            .admit(&id, "f", LEASE_MS, Some(&k2), now_ms())
-            .await
-            .unwrap(),
-        Admission::Admitted { message_count: 2 },
+        admitted_len(&admit(store, &id, "f", Some(&k2)).await),
+        Some(2),
         "{kind}: released claim is forgotten"
     );
     store.release(&id, "f", Some("key-2")).await.unwrap();
     assert_eq!(
-        store
-            .admit(&id, "g", LEASE_MS, Some(&claim("key-2", "fp-z")), now_ms())
-            .await
-            .unwrap(),
-        Admission::Admitted { message_count: 2 },
+        admitted_len(&admit(store, &id, "g", Some(&claim("key-2", "fp-z"))).await),
+        Some(2),
         "{kind}: a released claim does not pin its body either"
+    );
+}
+
+/// Admission reads the session and its newest turns with the lease, and only for the
+/// session's own tenant.
+async fn admit_reads_the_session_and_its_tail(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_session(store).await;
+    let stored = store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(
+        admit_as(store, "globex", &id, "foreign", None).await,
+        Admission::Missing,
+        "{kind}: another tenant's session is unknown"
+    );
+    // The foreign attempt took no lease: the owner is admitted at once.
+    let Admission::Admitted(first) = admit(store, &id, "a", None).await else {
+        panic!("{kind}: owner not admitted");
+    };
+    assert_eq!(first.session, stored, "{kind}: the session as stored");
+    assert_eq!(first.tail, vec![], "{kind}: no turns yet");
+    let turns: Vec<Turn> = (0..12)
+        .map(|i| turn(i, Role::User, &format!("turn {i} – 第{i}回 🙂")))
+        .collect();
+    let c = commit("a", 0, turns.clone(), usage(7, 3, 99));
+    assert_eq!(
+        store.commit(&id, &c).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    // `config` sets a context_window of 10: that many newest turns, oldest first.
+    let Admission::Admitted(second) = admit(store, &id, "b", None).await else {
+        panic!("{kind}: not admitted after the commit");
+    };
+    assert_eq!(
+        second.tail,
+        turns[2..].to_vec(),
+        "{kind}: the window's turns"
+    );
+    assert_eq!(second.session.message_count, 12);
+    assert_eq!(
+        second.session.usage,
+        usage(7, 3, 99),
+        "{kind}: current spend"
+    );
+    store.release(&id, "b", None).await.unwrap();
+
+    // Without a window, the request's `tail` (4) decides.
+    let windowless = new_id();
+    let config = SessionConfig {
+        context_window: None,
+        ..config("acme", None)
+    };
+    assert!(
+        store
+            .create_session(&windowless, &config, now_ms())
+            .await
+            .unwrap()
+    );
+    assert!(admitted_len(&admit(store, &windowless, "a", None).await).is_some());
+    let c = commit("a", 0, turns.clone(), usage(1, 1, 1));
+    assert_eq!(
+        store.commit(&windowless, &c).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    let Admission::Admitted(third) = admit(store, &windowless, "b", None).await else {
+        panic!("{kind}: windowless session not admitted");
+    };
+    assert_eq!(
+        third.tail,
+        turns[8..].to_vec(),
+        "{kind}: the requested tail"
     );
 }
 
 async fn lease_expires_by_itself(store: &dyn Store) {
     let kind = store.kind();
     let id = new_session(store).await;
-    assert_eq!(
-        store
-            .admit(&id, "short", 200, None, now_ms())
-            .await
-            .unwrap(),
-        Admission::Admitted { message_count: 0 }
-    );
+    let short = AdmitRequest {
+        tenant: "acme",
+        lease_token: "short",
+        lease_ms: 200,
+        claim: None,
+        now_ms: now_ms(),
+        tail: 4,
+    };
+    let admitted = store.admit(&id, &short).await.unwrap();
+    assert_eq!(admitted_len(&admitted), Some(0), "{kind}");
     assert!(
         matches!(
-            store.admit(&id, "b", LEASE_MS, None, now_ms()).await.unwrap(),
+            admit(store, &id, "b", None).await,
             Admission::Busy { retry_after_ms } if retry_after_ms <= 200
         ),
         "{kind}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        store
-            .admit(&id, "b", LEASE_MS, None, now_ms())
-            .await
-            .unwrap(),
-        Admission::Admitted { message_count: 0 },
+        admitted_len(&admit(store, &id, "b", None).await),
+        Some(0),
         "{kind}: the lapsed lease freed the session"
     );
     // The holder of the lapsed lease is fenced off.
@@ -706,6 +733,7 @@ on_both_stores!(
     update_config_compare_and_set,
     touch_and_delete,
     admit_busy_and_release,
+    admit_reads_the_session_and_its_tail,
     commit_appends_in_order,
     commit_with_wrong_lease_or_length_writes_nothing,
     commit_after_delete_does_not_resurrect,

@@ -18,8 +18,8 @@ use std::{
 use async_trait::async_trait;
 
 use super::{
-    Admission, Commit, CommitOutcome, IdempotencyClaim, Store, StoreError, StoreResult,
-    WriteOutcome,
+    Admission, AdmitRequest, Admitted, Commit, CommitOutcome, Store, StoreError, StoreResult,
+    WriteOutcome, tail_len,
 };
 use crate::domain::{
     message::Turn,
@@ -229,16 +229,19 @@ impl Store for MemoryStore {
         Ok(entry.turns[from..].to_vec())
     }
 
-    async fn admit(
-        &self,
-        id: &str,
-        lease_token: &str,
-        lease_ms: u64,
-        claim: Option<&IdempotencyClaim>,
-        now_ms: i64,
-    ) -> StoreResult<Admission> {
+    async fn admit(&self, id: &str, request: &AdmitRequest<'_>) -> StoreResult<Admission> {
+        let AdmitRequest {
+            lease_token,
+            lease_ms,
+            claim,
+            now_ms,
+            ..
+        } = *request;
         let mut state = self.lock()?;
-        let Some(entry) = state.live(id) else {
+        let Some(entry) = state
+            .live(id)
+            .filter(|entry| entry.session.config.tenant == request.tenant)
+        else {
             return Ok(Admission::Missing);
         };
         let holder = entry.lease_holder().map(str::to_string);
@@ -281,9 +284,14 @@ impl Store for MemoryStore {
             };
             entry.idempotency.insert(claim.key.clone(), record);
         }
-        Ok(Admission::Admitted {
-            message_count: entry.session.message_count,
-        })
+        let from = entry
+            .turns
+            .len()
+            .saturating_sub(tail_len(&entry.session.config, request.tail));
+        Ok(Admission::Admitted(Box::new(Admitted {
+            session: entry.session.clone(),
+            tail: entry.turns[from..].to_vec(),
+        })))
     }
 
     async fn release(

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use deadpool_redis::{Connection, Pool};
+use deadpool::managed::{Object, PoolConfig, Timeouts};
 use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
 
 use super::{StoreError, StoreResult, user_digest};
@@ -74,8 +74,13 @@ mod scripts {
 mod import;
 mod keys;
 mod metering;
+mod pool;
 mod sessions;
 
+use pool::{Connection, Manager, Pool};
+
+/// Cheap to clone: the pool is shared.
+#[derive(Clone)]
 pub struct RedisStore {
     pool: Pool,
     prefix: String,
@@ -84,19 +89,20 @@ pub struct RedisStore {
 }
 
 /// A pooled connection that is thrown away, not returned to the pool, unless the call
-/// on it finished. A connection abandoned mid-call (timeout or cancelled request) may
-/// still deliver the old reply, which must never reach the next borrower.
+/// on it got an answer from Redis. A connection abandoned mid-call (timeout or cancelled
+/// request) may still deliver the old reply, which must never reach the next borrower;
+/// one that failed on the wire is broken. Either way the pool opens a fresh one.
 struct Checkout {
     conn: Option<Connection>,
-    finished: bool,
+    healthy: bool,
 }
 
 impl Drop for Checkout {
     fn drop(&mut self) {
-        if !self.finished
+        if !self.healthy
             && let Some(conn) = self.conn.take()
         {
-            drop(Connection::take(conn));
+            drop(Object::take(conn));
         }
     }
 }
@@ -109,19 +115,20 @@ enum Request<'a> {
 impl RedisStore {
     pub async fn connect(settings: &StoreSettings, url: &str) -> StoreResult<RedisStore> {
         let timeout = Duration::from_millis(settings.pool_timeout_ms);
-        let mut config = deadpool_redis::Config::from_url(url);
-        config.pool = Some(deadpool_redis::PoolConfig {
-            max_size: settings.pool_size,
-            timeouts: deadpool_redis::Timeouts {
-                wait: Some(timeout),
-                create: Some(timeout),
-                recycle: Some(timeout),
-            },
-            ..Default::default()
-        });
-        let pool = config
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .map_err(|e| StoreError::Unavailable(format!("redis pool: {e}")))?;
+        let manager = Manager::new(url).map_err(|e| unavailable(format!("redis url: {e}")))?;
+        let pool = Pool::builder(manager)
+            .config(PoolConfig {
+                max_size: settings.pool_size,
+                timeouts: Timeouts {
+                    wait: Some(timeout),
+                    create: Some(timeout),
+                    recycle: Some(timeout),
+                },
+                ..Default::default()
+            })
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| unavailable(format!("redis pool: {e}")))?;
         Ok(RedisStore {
             pool,
             prefix: settings.key_prefix.clone(),
@@ -153,19 +160,20 @@ impl RedisStore {
         &self,
         request: Request<'_>,
     ) -> StoreResult<redis::RedisResult<T>> {
-        // Checkout has its own bound: recycling runs a PING per idle connection, and a
-        // stalled Redis would otherwise make the pool try them one after another.
+        // Checkout has its own bound: recycling PINGs idle connections, and a stalled
+        // Redis would otherwise make the pool try them one after another.
         let conn = tokio::time::timeout(self.pool_timeout, self.pool.get())
             .await
             .map_err(|_| unavailable("no redis connection in time"))?
             .map_err(unavailable)?;
         let mut checkout = Checkout {
             conn: Some(conn),
-            finished: false,
+            healthy: false,
         };
         let Some(conn) = checkout.conn.as_mut() else {
             return Err(unavailable("no connection"));
         };
+        let conn: &mut redis::aio::MultiplexedConnection = conn;
         let call = async {
             match request {
                 Request::Cmd(cmd) => cmd.query_async::<T>(conn).await,
@@ -176,7 +184,11 @@ impl RedisStore {
         let result = tokio::time::timeout(self.command_timeout, call).await;
         crate::metrics::record_store(started.elapsed(), !matches!(result, Ok(Ok(_))));
         let result = result.map_err(|_| unavailable("redis command timed out"))?;
-        checkout.finished = true;
+        // An error reply came over a working connection; anything else may have broken it.
+        checkout.healthy = match &result {
+            Ok(_) => true,
+            Err(err) => matches!(err.kind(), ErrorKind::Server(_)),
+        };
         Ok(result)
     }
 
@@ -234,6 +246,26 @@ impl RedisStore {
         self.script::<i64>(&scripts::USER_INDEX, &[uidx], &[id, &created, &ttl])
             .await
             .map(drop)
+    }
+
+    /// Lengthens the user index after a send, off the request's path: the session is in
+    /// the index since its creation, only the index's expiry has to keep up with it. If
+    /// this fails, the next send (or touch) tries again; it is logged.
+    fn extend_user_index_soon(&self, uidx: String, ttl_ms: u64) {
+        if uidx.is_empty() {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let ttl = ttl_ms.to_string();
+            let (keys, args) = ([uidx.as_str()], ["", "", ttl.as_str(), "extend"]);
+            if let Err(err) = store
+                .script::<i64>(&scripts::USER_INDEX, &keys, &args)
+                .await
+            {
+                tracing::warn!(%err, "could not lengthen a user index");
+            }
+        });
     }
 
     fn parse_session(

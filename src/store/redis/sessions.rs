@@ -11,7 +11,7 @@ use crate::{
         session::{SessionConfig, StoredSession},
     },
     store::{
-        Admission, Commit, CommitOutcome, IdempotencyClaim, Store, StoreError, StoreResult,
+        Admission, AdmitRequest, Admitted, Commit, CommitOutcome, Store, StoreError, StoreResult,
         WriteOutcome,
     },
 };
@@ -38,6 +38,10 @@ fn status(value: &Value) -> Option<i64> {
         Value::Int(i) => Some(*i),
         _ => None,
     }
+}
+
+fn from_value<T: redis::FromRedisValue>(value: Value) -> StoreResult<T> {
+    redis::from_redis_value(value).map_err(|e| StoreError::Corrupt(format!("reply: {e}")))
 }
 
 fn parse_turns(raw: Vec<Vec<u8>>) -> StoreResult<Vec<Turn>> {
@@ -205,35 +209,47 @@ impl Store for RedisStore {
         parse_turns(raw)
     }
 
-    async fn admit(
-        &self,
-        id: &str,
-        lease_token: &str,
-        lease_ms: u64,
-        claim: Option<&IdempotencyClaim>,
-        now_ms: i64,
-    ) -> StoreResult<Admission> {
-        let [meta, _, lease, idem, _] = self.session_keys(id);
-        let (key, fingerprint, ttl) = match claim {
+    async fn admit(&self, id: &str, request: &AdmitRequest<'_>) -> StoreResult<Admission> {
+        let [meta, turns, lease, idem, _] = self.session_keys(id);
+        let (key, fingerprint, ttl) = match request.claim {
             Some(c) => (c.key.as_str(), c.fingerprint.as_str(), c.ttl_ms),
             None => ("", "", 0),
         };
-        let args = [lease_ms.to_string(), now_ms.to_string(), ttl.to_string()];
-        let answer: Vec<Value> = self
-            .script(
-                &scripts::ADMIT,
-                &[&meta, &lease, &idem],
-                &[lease_token, &args[0], &args[1], key, fingerprint, &args[2]],
-            )
+        let numbers = [
+            request.lease_ms.to_string(),
+            request.now_ms.to_string(),
+            ttl.to_string(),
+            request.tail.to_string(),
+        ];
+        let args = [
+            request.lease_token,
+            &numbers[0],
+            &numbers[1],
+            key,
+            fingerprint,
+            &numbers[2],
+            request.tenant,
+            &numbers[3],
+        ];
+        let mut answer: Vec<Value> = self
+            .script(&scripts::ADMIT, &[&meta, &lease, &idem, &turns], &args)
             .await?;
         let text = |i: usize| match answer.get(i) {
             Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
             _ => String::new(),
         };
         Ok(match text(0).as_str() {
-            "admitted" => Admission::Admitted {
-                message_count: text(1).parse().unwrap_or(0),
-            },
+            "admitted" => {
+                let mut parts = answer.drain(1..);
+                let (Some(fields), Some(tail)) = (parts.next(), parts.next()) else {
+                    return Err(StoreError::Corrupt("admit: short answer".into()));
+                };
+                let session = self
+                    .parse_session(id, from_value(fields)?)?
+                    .ok_or_else(|| StoreError::Corrupt("admit: no session fields".into()))?;
+                let tail = parse_turns(from_value(tail)?)?;
+                Admission::Admitted(Box::new(Admitted { session, tail }))
+            }
             "missing" => Admission::Missing,
             "replay" => Admission::Replay(text(1)),
             "in_use" => Admission::KeyInUse,
@@ -294,9 +310,7 @@ impl Store for RedisStore {
             .await?;
         match (refreshed(&answer), status(&answer)) {
             (Some((ttl, uidx)), _) => {
-                // Creation time is not known here; ZADD NX keeps the stored score anyway.
-                self.refresh_user_index(id, &uidx, commit.now_ms * 1000, ttl)
-                    .await?;
+                self.extend_user_index_soon(uidx, ttl);
                 Ok(CommitOutcome::Committed)
             }
             (None, Some(0)) => Ok(CommitOutcome::Missing),
