@@ -105,6 +105,8 @@ pub struct Step {
     pub failed: usize,
     /// Not sent because `max_in_flight` requests were already waiting.
     pub shed: usize,
+    /// What the first failed request said, so a failure is explained, not just counted.
+    pub first_error: Option<String>,
     pub latencies: Latencies,
 }
 
@@ -154,11 +156,14 @@ where
         (tasks, shed)
     });
     let (tasks, shed) = dispatcher.await.unwrap();
-    let (mut samples, mut failed) = (Vec::with_capacity(tasks.len()), 0);
+    let (mut samples, mut failed, mut first_error) = (Vec::with_capacity(tasks.len()), 0, None);
     for task in tasks {
         match task.await.unwrap() {
             Ok(ms) => samples.push(ms),
-            Err(_) => failed += 1,
+            Err(err) => {
+                failed += 1;
+                first_error.get_or_insert(err);
+            }
         }
     }
     Step {
@@ -166,6 +171,7 @@ where
         ok: samples.len(),
         failed,
         shed,
+        first_error,
         latencies: Latencies {
             samples,
             // Not less than the schedule: the last request starts just before its end.

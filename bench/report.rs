@@ -76,6 +76,9 @@ pub fn steps(searches: &[(&str, &[Step])]) {
                 step.failed,
                 step.shed,
             );
+            if let Some(err) = &step.first_error {
+                println!("    first failure: {err}");
+            }
         }
     }
 }

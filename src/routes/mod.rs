@@ -27,11 +27,13 @@ use crate::{
 pub type Routes<'a> = utoipa_actix_web::service_config::ServiceConfig<'a>;
 
 pub fn configure(cfg: &mut Routes) {
+    // Routes are tried in this order, each pattern with a path parameter by a regex (and
+    // again for the route label of metrics and logs): the send, the hot path, goes first.
+    messages::configure(cfg);
     health::configure(cfg);
     // Before `sessions`: `/v1/sessions/import` must not be taken for a session id.
     transfer::configure(cfg);
     sessions::configure(cfg);
-    messages::configure(cfg);
     users::configure(cfg);
     openai::configure(cfg);
     admin::configure(cfg);
