@@ -5,7 +5,7 @@
 //! against `tiktoken-rs` itself) at about twice its speed, which matters for bulk imports.
 //! Loading an encoding takes a noticeable moment, so both are loaded once at startup.
 
-use std::{cell::RefCell, sync::LazyLock};
+use std::{cell::RefCell, collections::HashMap, sync::LazyLock};
 
 use regex_automata::{
     Anchored, Input,
@@ -100,9 +100,21 @@ static O200K_BASE: LazyLock<Encoding> = LazyLock::new(|| {
     Encoding::new(bpe_openai::o200k_base(), &words, 1)
 });
 
+/// What one thread keeps per encoding: the split regex's scratch space, and the counts of
+/// pieces it has seen. Text repeats its words, so most pieces are found there instead of
+/// being encoded again (tokenizer libraries keep the same kind of word cache).
+struct Scratch {
+    cache: Cache,
+    known: HashMap<Box<[u8]>, usize>,
+}
+
+/// Longer pieces rarely repeat; remembering them would only take memory.
+const KNOWN_PIECE_MAX_BYTES: usize = 24;
+/// About a megabyte per thread and encoding at most; emptied when full.
+const KNOWN_PIECES_MAX: usize = 16_384;
+
 thread_local! {
-    /// This thread's scratch space for each encoding's split regex.
-    static SPLIT_CACHES: [RefCell<Option<Cache>>; 2] = const { [RefCell::new(None), RefCell::new(None)] };
+    static SCRATCH: [RefCell<Option<Scratch>>; 2] = const { [RefCell::new(None), RefCell::new(None)] };
 }
 
 impl Encoding {
@@ -122,13 +134,16 @@ impl Encoding {
         let Some(split) = &self.split else {
             return self.tokenizer.count(text);
         };
-        SPLIT_CACHES.with(|caches| {
-            let mut cache = caches[self.slot].borrow_mut();
-            let cache = cache.get_or_insert_with(|| split.create_cache());
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch[self.slot].borrow_mut();
+            let scratch = scratch.get_or_insert_with(|| Scratch {
+                cache: split.create_cache(),
+                known: HashMap::new(),
+            });
             let (mut total, mut start) = (0, 0);
             while start < text.len() {
                 let rest = Input::new(&text[start..]).anchored(Anchored::Yes);
-                let Some(found) = split.search_with(cache, &rest) else {
+                let Some(found) = split.search_with(&mut scratch.cache, &rest) else {
                     break;
                 };
                 let mut end = start + found.end();
@@ -138,11 +153,26 @@ impl Encoding {
                         .next_back()
                         .map_or(0, char::len_utf8);
                 }
-                total += self.tokenizer.bpe.count(&text.as_bytes()[start..end]);
+                total += self.count_piece(&text.as_bytes()[start..end], &mut scratch.known);
                 start = end;
             }
             total
         })
+    }
+
+    fn count_piece(&self, piece: &[u8], known: &mut HashMap<Box<[u8]>, usize>) -> usize {
+        if piece.len() > KNOWN_PIECE_MAX_BYTES {
+            return self.tokenizer.bpe.count(piece);
+        }
+        if let Some(&count) = known.get(piece) {
+            return count;
+        }
+        let count = self.tokenizer.bpe.count(piece);
+        if known.len() >= KNOWN_PIECES_MAX {
+            known.clear();
+        }
+        known.insert(piece.into(), count);
+        count
     }
 }
 
