@@ -13,9 +13,9 @@
 //! | `sr:user:<digest>` | sorted set | a user's session ids scored by creation time |
 //! | `sr:schema_version` | string | the applied key-layout migration |
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use deadpool::managed::{Object, PoolConfig, Timeouts};
+use deadpool::managed::{Object, PoolConfig, QueueMode, Timeouts};
 use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
 
 use super::{StoreError, StoreResult, user_digest};
@@ -77,12 +77,12 @@ mod metering;
 mod pool;
 mod sessions;
 
-use pool::{Connection, Manager, Pool};
+use pool::{Connection, Pools};
 
-/// Cheap to clone: the pool is shared.
+/// Cheap to clone: the pools are shared.
 #[derive(Clone)]
 pub struct RedisStore {
-    pool: Pool,
+    pools: Arc<Pools>,
     prefix: String,
     command_timeout: Duration,
     pool_timeout: Duration,
@@ -115,22 +115,20 @@ enum Request<'a> {
 impl RedisStore {
     pub async fn connect(settings: &StoreSettings, url: &str) -> StoreResult<RedisStore> {
         let timeout = Duration::from_millis(settings.pool_timeout_ms);
-        let manager = Manager::new(url).map_err(|e| unavailable(format!("redis url: {e}")))?;
-        let pool = Pool::builder(manager)
-            .config(PoolConfig {
-                max_size: settings.pool_size,
-                timeouts: Timeouts {
-                    wait: Some(timeout),
-                    create: Some(timeout),
-                    recycle: Some(timeout),
-                },
-                ..Default::default()
-            })
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| unavailable(format!("redis pool: {e}")))?;
+        let config = PoolConfig {
+            max_size: settings.pool_size,
+            timeouts: Timeouts {
+                wait: Some(timeout),
+                create: Some(timeout),
+                recycle: Some(timeout),
+            },
+            // The connection used last is handed out next: it is warm, skips the PING
+            // (see `pool`), and spare ones stay idle instead of taking turns.
+            queue_mode: QueueMode::Lifo,
+        };
+        let pools = Pools::new(url, config).map_err(unavailable)?;
         Ok(RedisStore {
-            pool,
+            pools: Arc::new(pools),
             prefix: settings.key_prefix.clone(),
             command_timeout: Duration::from_millis(settings.command_timeout_ms),
             pool_timeout: timeout,
@@ -162,7 +160,8 @@ impl RedisStore {
     ) -> StoreResult<redis::RedisResult<T>> {
         // Checkout has its own bound: recycling PINGs idle connections, and a stalled
         // Redis would otherwise make the pool try them one after another.
-        let conn = tokio::time::timeout(self.pool_timeout, self.pool.get())
+        let pool = self.pools.current().map_err(unavailable)?;
+        let conn = tokio::time::timeout(self.pool_timeout, pool.get())
             .await
             .map_err(|_| unavailable("no redis connection in time"))?
             .map_err(unavailable)?;
