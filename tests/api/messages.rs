@@ -897,3 +897,63 @@ async fn a_client_leaving_mid_stream_stores_nothing_and_frees_the_session() {
     );
     assert_eq!(session(&app, &id).await["message_count"], 2);
 }
+
+/// The user index must outlive the session, but lengthening it is a Redis call of its
+/// own: a send does it (after answering) by a quarter TTL more than needed and notes so
+/// in the session; the sends of that quarter leave the index alone.
+#[tokio::test]
+async fn sends_keep_the_user_index_alive_without_lengthening_it_each_time() {
+    use redis::AsyncCommands;
+    let (app, _fake) = spawn_relay().await;
+    let id = create(&app, json!({"user_id": "index-user", "ttl_seconds": 4})).await;
+    let index = app
+        .keys()
+        .await
+        .into_iter()
+        .find(|k| k.contains(":user:"))
+        .expect("the user index");
+    let meta = format!("{}:{{{id}}}:meta", app.prefix);
+    let mut conn = app.redis().await;
+    let probe = conn.clone();
+    // Sends, then waits for the mark to change and the index to cover the session again.
+    let settled = async |sent: &str, previous: Option<i64>| {
+        let mut conn = probe.clone();
+        let reply = send(&app, &id, json!({"content": sent})).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let mark: Option<i64> = conn.hget(&meta, "uidx_until").await.unwrap();
+            let session_left: i64 = conn.pttl(&meta).await.unwrap();
+            let index_left: i64 = conn.pttl(&index).await.unwrap();
+            if mark.is_some() && mark != previous && index_left >= session_left {
+                return (mark, index_left);
+            }
+            if Instant::now() > deadline {
+                return (mark, index_left);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+
+    let (first, index_left) = settled("one", None).await;
+    assert!(first.is_some(), "the first send lengthened the index");
+    assert!(
+        (4_500..=5_000).contains(&index_left),
+        "a quarter more than the 4 s TTL: {index_left} ms"
+    );
+    // Within the quarter: no lengthening, the mark stays (the wait runs out unchanged).
+    let (second, _) = settled("two", first).await;
+    assert_eq!(
+        second, first,
+        "a send within the margin left the index alone"
+    );
+    let session_left: i64 = conn.pttl(&meta).await.unwrap();
+    let index_left: i64 = conn.pttl(&index).await.unwrap();
+    assert!(index_left >= session_left, "{index_left} < {session_left}");
+    // Past the quarter, the next send lengthens it again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (third, index_left) = settled("three", first).await;
+    assert!(third > first, "{third:?} after {first:?}");
+    let session_left: i64 = conn.pttl(&meta).await.unwrap();
+    assert!(index_left >= session_left, "{index_left} < {session_left}");
+}

@@ -5,7 +5,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `sr:{id}:meta` | hash | `cfg` (JSON), `rev`, `ttl` (ms), `last` (ms), `n`, `pt`, `ct`, `cost`, `uidx` |
+//! | `sr:{id}:meta` | hash | `cfg` (JSON), `rev`, `ttl` (ms), `last` (ms), `n`, `pt`, `ct`, `cost`, `uidx`, `uidx_until` (ms) |
 //! | `sr:{id}:turns` | list | one JSON turn per element, oldest first |
 //! | `sr:{id}:lease` | string | the token of the send in flight (own short TTL) |
 //! | `sr:{id}:idem` | hash | idempotency key → record |
@@ -59,7 +59,8 @@ mod scripts {
     lua!(pub(super) RELEASE, "lua/release.lua");
     lua!(pub(super) COMMIT, "lua/commit.lua");
     lua!(pub(super) USER_INDEX, "lua/user_index.lua");
-    pub(super) static ALL: [&std::sync::LazyLock<super::Lua>; 8] = [
+    lua!(pub(super) INDEX_COVERS, "lua/index_covers.lua");
+    pub(super) static ALL: [&std::sync::LazyLock<super::Lua>; 9] = [
         &CREATE,
         &TOUCH,
         &UPDATE,
@@ -68,6 +69,7 @@ mod scripts {
         &RELEASE,
         &COMMIT,
         &USER_INDEX,
+        &INDEX_COVERS,
     ];
 }
 
@@ -248,20 +250,35 @@ impl RedisStore {
     }
 
     /// Lengthens the user index after a send, off the request's path: the session is in
-    /// the index since its creation, only the index's expiry has to keep up with it. If
-    /// this fails, the next send (or touch) tries again; it is logged.
-    fn extend_user_index_soon(&self, uidx: String, ttl_ms: u64) {
+    /// the index since its creation, only the index's expiry has to keep up with it. It
+    /// is lengthened by a quarter more than needed and the session records so
+    /// (`uidx_until`): the sends of the next quarter TTL skip this call (a third Redis
+    /// call per send otherwise). The mark is written only once the index was lengthened,
+    /// so if either call fails the next send tries again; it is logged.
+    fn extend_user_index_soon(&self, id: &str, uidx: String, ttl_ms: u64, now_ms: i64) {
         if uidx.is_empty() {
             return;
         }
-        let store = self.clone();
+        let (store, meta) = (self.clone(), self.key(id, "meta"));
+        let lifetime = ttl_ms.saturating_add(ttl_ms / 4);
+        let covered_until = now_ms.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
         tokio::spawn(async move {
-            let ttl = ttl_ms.to_string();
-            let (keys, args) = ([uidx.as_str()], ["", "", ttl.as_str(), "extend"]);
-            if let Err(err) = store
-                .script::<i64>(&scripts::USER_INDEX, &keys, &args)
-                .await
-            {
+            let lifetime = lifetime.to_string();
+            let extend = ["", "", lifetime.as_str(), "extend"];
+            let covered = async {
+                if store
+                    .script::<i64>(&scripts::USER_INDEX, &[uidx.as_str()], &extend)
+                    .await?
+                    == 1
+                {
+                    let until = covered_until.to_string();
+                    store
+                        .script::<i64>(&scripts::INDEX_COVERS, &[meta.as_str()], &[until.as_str()])
+                        .await?;
+                }
+                Ok::<_, StoreError>(())
+            };
+            if let Err(err) = covered.await {
                 tracing::warn!(%err, "could not lengthen a user index");
             }
         });

@@ -310,7 +310,7 @@ impl Store for RedisStore {
             .await?;
         match (refreshed(&answer), status(&answer)) {
             (Some((ttl, uidx)), _) => {
-                self.extend_user_index_soon(uidx, ttl);
+                self.extend_user_index_soon(id, uidx, ttl, commit.now_ms);
                 Ok(CommitOutcome::Committed)
             }
             (None, Some(0)) => Ok(CommitOutcome::Missing),

@@ -28,6 +28,8 @@ else
     rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0') + 1
     -- Old replies to replay and old client tokens belong to the old conversation.
     redis.call('DEL', KEYS[2], KEYS[4], KEYS[5])
+    -- It may now belong to another user: how long the old index lives says nothing.
+    redis.call('HDEL', KEYS[1], 'uidx_until')
   end
   redis.call('HSET', KEYS[1], 'cfg', ARGV[2], 'rev', rev, 'ttl', ARGV[3], 'last', ARGV[4],
     'n', count, 'pt', 0, 'ct', 0, 'cost', 0, 'uidx', ARGV[5])
