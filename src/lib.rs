@@ -17,6 +17,7 @@
 //! - [`error`] maps every failure, once, into the contract's error bodies.
 //! - [`cli`] is the `import` / `export` subcommands: a client of a running server.
 //! - [`telemetry`] sets up structured logs; [`metrics`] counts and times for Prometheus.
+//! - [`per_thread`] gives each server worker its own Redis pool and HTTP client.
 
 pub mod auth;
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod error;
 pub mod llm;
 pub mod metering;
 pub mod metrics;
+pub mod per_thread;
 pub mod routes;
 pub mod shutdown;
 pub mod startup;

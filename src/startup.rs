@@ -14,7 +14,8 @@ use crate::{
     auth::KeyRing,
     config::Settings,
     error::route_not_found,
-    llm::{registry::ModelRegistry, router::Router},
+    llm::{HttpClient, registry::ModelRegistry, router::Router},
+    per_thread::PerThread,
     routes,
     shutdown::{self, ActiveLeases, Draining, ShutdownTrigger},
     store::{Store, StoreError, memory::MemoryStore, migrate, redis::RedisStore},
@@ -198,16 +199,22 @@ async fn prepare_redis(store: &RedisStore) -> Result<u32, StoreError> {
     migrate::migrate(store).await
 }
 
-/// One shared client for every upstream: pooled connections, bounded connect, no redirects
-/// (a redirect could carry a provider key to another host).
-fn build_http_client(settings: &Settings) -> Result<reqwest::Client, reqwest::Error> {
+/// The client for every upstream, one per worker thread: pooled connections, bounded
+/// connect, no redirects (a redirect could carry a provider key to another host). The
+/// first, built (and checked) here, stands in should building another ever fail.
+fn build_http_client(settings: &Settings) -> Result<HttpClient, reqwest::Error> {
     // Installing twice (several apps in one test process) is refused harmlessly.
     drop(rustls::crypto::ring::default_provider().install_default());
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_millis(
-            settings.server.upstream_connect_timeout_ms,
-        ))
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
+    let connect_timeout = Duration::from_millis(settings.server.upstream_connect_timeout_ms);
+    let build = move || {
+        reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+    };
+    let first = build()?;
+    Ok(Arc::new(PerThread::new(move || {
+        build().unwrap_or_else(|_| first.clone())
+    })))
 }

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ChatRequest, ChatResponse, Decoded, EventStream, Provider, ProviderError, SseDecoder, Usage,
+    ChatRequest, ChatResponse, Decoded, EventStream, HttpClient, Provider, ProviderError,
+    SseDecoder, Usage,
 };
 use crate::domain::message::Role;
 
@@ -13,7 +14,7 @@ const API_VERSION: &str = "2023-06-01";
 const DEFAULT_MAX_TOKENS: u32 = 1024;
 
 pub struct AnthropicProvider {
-    client: reqwest::Client,
+    client: HttpClient,
     endpoint: String,
     api_key: Option<String>,
 }
@@ -21,7 +22,7 @@ pub struct AnthropicProvider {
 impl AnthropicProvider {
     /// `base_url` may be the host (`https://api.anthropic.com`, `/v1/messages` is added)
     /// or already end in the version (`…/v1`, only `/messages` is added).
-    pub fn new(client: reqwest::Client, base_url: String, api_key: Option<String>) -> Self {
+    pub fn new(client: HttpClient, base_url: String, api_key: Option<String>) -> Self {
         let base = base_url.trim_end_matches('/');
         let endpoint = if base.ends_with("/v1") {
             format!("{base}/messages")
@@ -38,6 +39,7 @@ impl AnthropicProvider {
     async fn post(&self, body: &WireRequest<'_>) -> Result<reqwest::Response, ProviderError> {
         let mut request = self
             .client
+            .get()
             .post(&self.endpoint)
             .header("anthropic-version", API_VERSION)
             .json(body);

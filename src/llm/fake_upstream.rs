@@ -26,9 +26,9 @@ impl FakeUpstream {
 
 /// reqwest is built without a default TLS provider and refuses to build a client,
 /// even a plain-HTTP one, until a provider is installed.
-pub(crate) fn test_client() -> reqwest::Client {
+pub(crate) fn test_client() -> super::HttpClient {
     let _already_installed = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
+    std::sync::Arc::new(crate::per_thread::PerThread::new(reqwest::Client::new))
 }
 
 /// Serves one request with `response`, then closes the connection.

@@ -14,12 +14,15 @@ pub mod retry;
 pub mod router;
 mod window;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
-use crate::domain::message::Role;
+use crate::{domain::message::Role, per_thread::PerThread};
+
+/// The upstream HTTP client: one per server worker (see [`crate::per_thread`]).
+pub type HttpClient = Arc<PerThread<reqwest::Client>>;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChatMessage {

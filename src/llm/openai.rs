@@ -4,19 +4,20 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ChatRequest, ChatResponse, Decoded, EventStream, Provider, ProviderError, SseDecoder, Usage,
+    ChatRequest, ChatResponse, Decoded, EventStream, HttpClient, Provider, ProviderError,
+    SseDecoder, Usage,
 };
 use crate::domain::message::Role;
 
 pub struct OpenAiProvider {
-    client: reqwest::Client,
+    client: HttpClient,
     endpoint: String,
     api_key: Option<String>,
 }
 
 impl OpenAiProvider {
     /// `base_url` is the API root including its version, e.g. `https://api.openai.com/v1`.
-    pub fn new(client: reqwest::Client, base_url: String, api_key: Option<String>) -> Self {
+    pub fn new(client: HttpClient, base_url: String, api_key: Option<String>) -> Self {
         let endpoint = format!("{}/chat/completions", base_url.trim_end_matches('/'));
         Self {
             client,
@@ -26,7 +27,7 @@ impl OpenAiProvider {
     }
 
     async fn post(&self, body: &WireRequest<'_>) -> Result<reqwest::Response, ProviderError> {
-        let mut request = self.client.post(&self.endpoint).json(body);
+        let mut request = self.client.get().post(&self.endpoint).json(body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }

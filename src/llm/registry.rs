@@ -2,7 +2,9 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use super::{Provider, anthropic::AnthropicProvider, echo::EchoProvider, openai::OpenAiProvider};
+use super::{
+    HttpClient, Provider, anthropic::AnthropicProvider, echo::EchoProvider, openai::OpenAiProvider,
+};
 use crate::{
     config::{ModelSettings, ProviderKind, ProviderSettings, Settings},
     domain::{session::ModelCatalog, tokens::Tokenizer},
@@ -37,7 +39,7 @@ pub struct ModelRegistry {
 }
 
 impl ModelRegistry {
-    pub fn from_settings(settings: &Settings, client: &reqwest::Client) -> ModelRegistry {
+    pub fn from_settings(settings: &Settings, client: &HttpClient) -> ModelRegistry {
         let providers: HashMap<&str, Arc<dyn Provider>> = settings
             .providers
             .iter()
@@ -98,7 +100,7 @@ impl ModelCatalog for ModelRegistry {
     }
 }
 
-fn build_provider(p: &ProviderSettings, client: &reqwest::Client) -> Arc<dyn Provider> {
+fn build_provider(p: &ProviderSettings, client: &HttpClient) -> Arc<dyn Provider> {
     let base_url = p.base_url.clone().unwrap_or_default();
     let key = p.api_key.as_ref().map(|k| k.expose().to_string());
     match p.kind {

@@ -22,6 +22,7 @@ use super::{StoreError, StoreResult, user_digest};
 use crate::{
     config::StoreSettings,
     domain::session::{SessionConfig, StoredSession, UsageTotals},
+    per_thread::PerThread,
 };
 
 /// A Lua script and its SHA1, for EVALSHA. Declare one with [`lua!`] next to the code
@@ -79,12 +80,12 @@ mod metering;
 mod pool;
 mod sessions;
 
-use pool::{Connection, Pools};
+use pool::{Connection, Pool};
 
 /// Cheap to clone: the pools are shared.
 #[derive(Clone)]
 pub struct RedisStore {
-    pools: Arc<Pools>,
+    pools: Arc<PerThread<Pool>>,
     prefix: String,
     command_timeout: Duration,
     pool_timeout: Duration,
@@ -128,7 +129,7 @@ impl RedisStore {
             // (see `pool`), and spare ones stay idle instead of taking turns.
             queue_mode: QueueMode::Lifo,
         };
-        let pools = Pools::new(url, config).map_err(unavailable)?;
+        let pools = pool::per_thread(url, config).map_err(unavailable)?;
         Ok(RedisStore {
             pools: Arc::new(pools),
             prefix: settings.key_prefix.clone(),
@@ -162,8 +163,7 @@ impl RedisStore {
     ) -> StoreResult<redis::RedisResult<T>> {
         // Checkout has its own bound: recycling PINGs idle connections, and a stalled
         // Redis would otherwise make the pool try them one after another.
-        let pool = self.pools.current().map_err(unavailable)?;
-        let conn = tokio::time::timeout(self.pool_timeout, pool.get())
+        let conn = tokio::time::timeout(self.pool_timeout, self.pools.get().get())
             .await
             .map_err(|_| unavailable("no redis connection in time"))?
             .map_err(unavailable)?;

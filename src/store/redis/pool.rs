@@ -1,11 +1,5 @@
-//! The Redis connection pools: one per thread, each with deadpool-redis' manager minus
-//! its PING on every checkout.
-//!
-//! A multiplexed connection is driven by a task on the runtime that opened it. Shared by
-//! all threads, a call from another thread wakes the driving thread and is woken back by
-//! it: about nine context switches per send (measured), costly on a virtual machine. A
-//! pool per thread (one per server worker, plus whatever thread runs startup) keeps every
-//! call on the thread that makes it.
+//! The Redis connection pools: one per thread (see [`crate::per_thread`]), each with
+//! deadpool-redis' manager minus its PING on every checkout.
 //!
 //! deadpool-redis checks each connection with a PING before handing it out, which doubles
 //! the round trips of a request that makes one Redis call. A connection that was handed
@@ -14,15 +8,12 @@
 //! thing a PING could still catch is a connection that broke while it sat idle — and
 //! idle ones are still checked.
 
-use std::{
-    collections::HashMap,
-    sync::{Mutex, PoisonError},
-    thread::ThreadId,
-    time::Duration,
-};
+use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, PoolConfig, RecycleResult};
 use redis::{RedisError, aio::MultiplexedConnection};
+
+use crate::per_thread::PerThread;
 
 /// A connection last handed out less than this long ago skips the PING.
 const TRUSTED_FOR: Duration = Duration::from_secs(1);
@@ -32,49 +23,23 @@ pub(super) type Connection = managed::Object<Manager>;
 
 pub(super) struct Manager(deadpool_redis::Manager);
 
-/// The pools of every thread that has talked to Redis, each of at most `config.max_size`.
-pub(super) struct Pools {
-    url: String,
-    config: PoolConfig,
-    by_thread: Mutex<HashMap<ThreadId, Pool>>,
+/// A pool for the calling thread; the first one, built (and checked) at startup, stands
+/// in should building another ever fail.
+pub(super) fn per_thread(url: &str, config: PoolConfig) -> Result<PerThread<Pool>, String> {
+    let first = build(url, config)?;
+    let url = url.to_string();
+    Ok(PerThread::new(move || {
+        build(&url, config).unwrap_or_else(|_| first.clone())
+    }))
 }
 
-impl Pools {
-    /// Fails on a malformed URL; connecting happens on first use.
-    pub(super) fn new(url: &str, config: PoolConfig) -> Result<Pools, String> {
-        let pools = Pools {
-            url: url.to_string(),
-            config,
-            by_thread: Mutex::default(),
-        };
-        pools.build()?;
-        Ok(pools)
-    }
-
-    /// The calling thread's pool (a cheap handle to it).
-    pub(super) fn current(&self) -> Result<Pool, String> {
-        let thread = std::thread::current().id();
-        let mut pools = self
-            .by_thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(pool) = pools.get(&thread) {
-            return Ok(pool.clone());
-        }
-        let pool = self.build()?;
-        pools.insert(thread, pool.clone());
-        Ok(pool)
-    }
-
-    fn build(&self) -> Result<Pool, String> {
-        let manager = deadpool_redis::Manager::new(self.url.as_str())
-            .map_err(|e| format!("redis url: {e}"))?;
-        Pool::builder(Manager(manager))
-            .config(self.config)
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| format!("redis pool: {e}"))
-    }
+fn build(url: &str, config: PoolConfig) -> Result<Pool, String> {
+    let manager = deadpool_redis::Manager::new(url).map_err(|e| format!("redis url: {e}"))?;
+    Pool::builder(Manager(manager))
+        .config(config)
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| format!("redis pool: {e}"))
 }
 
 impl managed::Manager for Manager {
