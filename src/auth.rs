@@ -222,9 +222,12 @@ pub async fn authenticate_first(
     };
     if let Some(state) = &state {
         let outcome = match state.keys.authenticate(state, &presented).await {
-            Ok(caller) => crate::metering::take_request(state, &caller)
-                .await
-                .map(|()| caller),
+            Ok(caller) => {
+                crate::telemetry::record_tenant(&caller.tenant);
+                crate::metering::take_request(state, &caller)
+                    .await
+                    .map(|()| caller)
+            }
             Err(err) => Err(err),
         };
         req.extensions_mut().insert(Authenticated(outcome));

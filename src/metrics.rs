@@ -97,8 +97,10 @@ pub fn record_fallback(model: &str, fault: &'static str) {
         .increment(1);
 }
 
-pub fn record_retry(model: &str) {
-    counter!("upstream_retries_total", "model" => model.to_string()).increment(1);
+/// `reason` is the fault retried: `rate_limited`, `server_error`, `timeout`, `connection`…
+pub fn record_retry(model: &str, reason: &'static str) {
+    counter!("upstream_retries_total", "model" => model.to_string(), "reason" => reason)
+        .increment(1);
 }
 
 fn add(elapsed: Duration, field: fn(&Timings) -> &AtomicU64) {

@@ -11,6 +11,7 @@ use std::{
 
 use futures_util::{FutureExt, StreamExt, future::BoxFuture};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::{
     ChatRequest, ChatResponse, EventStream, ProviderError, StreamEvent,
@@ -171,6 +172,9 @@ impl Router {
     ) -> Result<Routed<T>, RouteError> {
         let mut failed = Vec::new();
         self.budget.record_request(Instant::now());
+        if let Some(first) = chain.first() {
+            crate::telemetry::record_model(&first.name);
+        }
         for (index, model) in chain.iter().enumerate() {
             let mut retries = 0;
             loop {
@@ -196,7 +200,10 @@ impl Router {
                     _ => per_attempt,
                 };
                 let limit = own_limit.min(remaining);
-                let outcome = tokio::time::timeout(limit, attempt(model)).await;
+                let span = tracing::info_span!("upstream", model = %model.name, retry = retries);
+                let outcome = tokio::time::timeout(limit, attempt(model))
+                    .instrument(span)
+                    .await;
                 crate::metrics::record_upstream(
                     &model.name,
                     now.elapsed(),
@@ -247,7 +254,7 @@ impl Router {
                     crate::metrics::record_fallback(&model.name, "policy");
                     break;
                 }
-                crate::metrics::record_retry(&model.name);
+                crate::metrics::record_retry(&model.name, err_reason);
                 tokio::time::sleep(wait).await;
                 retries += 1;
             }

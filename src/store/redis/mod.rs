@@ -17,6 +17,7 @@ use std::{sync::Arc, time::Duration};
 
 use deadpool::managed::{Object, PoolConfig, QueueMode, Timeouts};
 use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
+use tracing::Instrument;
 
 use super::{StoreError, StoreResult, user_digest};
 use crate::{
@@ -182,7 +183,12 @@ impl RedisStore {
             }
         };
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(self.command_timeout, call).await;
+        let span = tracing::debug_span!("redis");
+        let result = tokio::time::timeout(self.command_timeout, call)
+            .instrument(span.clone())
+            .await;
+        let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        span.in_scope(|| tracing::trace!(elapsed_us, "redis call answered"));
         crate::metrics::record_store(started.elapsed(), !matches!(result, Ok(Ok(_))));
         let result = result.map_err(|_| unavailable("redis command timed out"))?;
         // An error reply came over a working connection; anything else may have broken it.
