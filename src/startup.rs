@@ -58,6 +58,10 @@ const STORE_STARTUP_WAIT: Duration = Duration::from_secs(10);
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        // rustls (upstreams over HTTPS, `rediss://` Redis) needs a crypto provider chosen
+        // once per process; installing twice (several apps in one test process) is
+        // refused harmlessly.
+        drop(rustls::crypto::ring::default_provider().install_default());
         let store = build_store(&settings).await?;
         let http = build_http_client(&settings)?;
         crate::domain::tokens::TokenCounter::warm_up();
@@ -203,8 +207,6 @@ async fn prepare_redis(store: &RedisStore) -> Result<u32, StoreError> {
 /// connect, no redirects (a redirect could carry a provider key to another host). The
 /// first, built (and checked) here, stands in should building another ever fail.
 fn build_http_client(settings: &Settings) -> Result<HttpClient, reqwest::Error> {
-    // Installing twice (several apps in one test process) is refused harmlessly.
-    drop(rustls::crypto::ring::default_provider().install_default());
     let connect_timeout = Duration::from_millis(settings.server.upstream_connect_timeout_ms);
     let build = move || {
         reqwest::Client::builder()

@@ -181,7 +181,11 @@ async fn no_key_token_or_content_reaches_the_logs() {
         "the logs were captured:\n{logs}"
     );
     // Request spans name the tenant and the model; store calls have spans of their own.
-    for field in [r#""tenant":"acme""#, r#""model":"echo""#, r#""name":"redis""#] {
+    for field in [
+        r#""tenant":"acme""#,
+        r#""model":"echo""#,
+        r#""name":"redis""#,
+    ] {
         assert!(logs.contains(field), "no {field} in the logs:\n{logs}");
     }
     for secret in secrets

@@ -16,6 +16,7 @@ mod observability;
 mod openapi;
 mod outage;
 mod redis_server;
+mod redis_tls;
 mod resilience;
 mod round_trip;
 mod sessions;
