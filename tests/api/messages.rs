@@ -21,6 +21,8 @@ use crate::{
 
 const MODEL: &str = "fake-model";
 const FALLBACK: &str = "fake-fallback";
+/// Another name of `MODEL`, as `deepseek-chat` names a versioned model.
+const ALIAS: &str = "fake-model-latest";
 const CONTEXT_TOKENS: u32 = 4096;
 /// USD per million tokens, input and output.
 const MODEL_PRICES: (f64, f64) = (2.0, 8.0);
@@ -55,7 +57,10 @@ async fn spawn_relay() -> (TestApp, FakeUpstream) {
         api_key_env: None,
         api_key: None,
     });
-    settings.models.push(model_settings(MODEL, MODEL_PRICES));
+    settings.models.push(ModelSettings {
+        aliases: vec![ALIAS.into()],
+        ..model_settings(MODEL, MODEL_PRICES)
+    });
     settings
         .models
         .push(model_settings(FALLBACK, FALLBACK_PRICES));
@@ -956,4 +961,39 @@ async fn sends_keep_the_user_index_alive_without_lengthening_it_each_time() {
     assert!(third > first, "{third:?} after {first:?}");
     let session_left: i64 = conn.pttl(&meta).await.unwrap();
     assert!(index_left >= session_left, "{index_left} < {session_left}");
+}
+
+/// A session on an alias is served by the model it names; PATCHing the session's model
+/// mid-conversation sends the same history to the new model.
+#[tokio::test]
+async fn an_alias_reaches_its_model_and_a_new_model_keeps_the_history() {
+    let (app, fake) = spawn_relay().await;
+    let id = create(&app, json!({"model": ALIAS, "system_prompt": "be brief"})).await;
+    let first = send(&app, &id, json!({"content": ENGLISH})).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(fake.requests()[0]["model"], MODEL);
+    assert_eq!(first.body["model_used"], MODEL, "{}", first.body);
+
+    let patched = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/sessions/{id}"),
+            Some(json!({"model": FALLBACK})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let second = send(&app, &id, json!({"content": CHINESE})).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    let request = &fake.requests()[1];
+    assert_eq!(request["model"], FALLBACK);
+    assert_eq!(second.body["model_used"], FALLBACK, "{}", second.body);
+    let contents: Vec<&str> = request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    let first_reply = first.body["assistant_message"].as_str().unwrap();
+    assert_eq!(contents, ["be brief", ENGLISH, first_reply, CHINESE]);
+    assert_eq!(stored(&app, &id).await.len(), 4);
 }

@@ -291,3 +291,64 @@ async fn logout_deletes_every_session_of_the_user() {
         }
     }
 }
+
+/// After every kind of write (PATCH, send, touch), all keys of the session expire
+/// together, at the session's full TTL.
+#[tokio::test]
+async fn every_write_leaves_all_keys_of_a_session_on_one_expiry() {
+    let app = spawn_app(Backend::Redis).await;
+    let created = app
+        .create_session(json!({"ttl_seconds": 60, "user_id": "ttl-writer"}))
+        .await;
+    let id = created["session_id"].as_str().unwrap().to_string();
+    let send = |content: &'static str| {
+        let request = app
+            .http
+            .post(format!("{}/v1/sessions/{id}/messages", app.address))
+            .bearer_auth(&app.key)
+            .header("Idempotency-Key", content)
+            .json(&json!({"content": content}));
+        crate::helpers::send(request)
+    };
+    assert_eq!(send("first").await.status, StatusCode::OK);
+    let mut conn = app.redis().await;
+    let writes = [
+        (
+            Method::PATCH,
+            format!("/v1/sessions/{id}"),
+            Some(json!({"metadata": {"k": 1}})),
+        ),
+        (Method::POST, format!("/v1/sessions/{id}/touch"), None),
+    ];
+    for step in 0..3 {
+        // Let the keys drift apart if a write missed one.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let what = match writes.get(step) {
+            Some((method, path, body)) => {
+                let reply = app.call(method.clone(), path, body.clone()).await;
+                assert_eq!(
+                    reply.status,
+                    StatusCode::OK,
+                    "{method} {path}: {}",
+                    reply.body
+                );
+                format!("{method} {path}")
+            }
+            None => {
+                assert_eq!(send("second").await.status, StatusCode::OK);
+                "send".to_string()
+            }
+        };
+        let keys = app.session_keys(&id).await;
+        assert_eq!(keys.len(), 3, "meta, turns and idem after {what}: {keys:?}");
+        let mut left = Vec::new();
+        for key in &keys {
+            left.push(conn.pttl::<_, i64>(key).await.unwrap());
+        }
+        let (min, max) = (left.iter().min().unwrap(), left.iter().max().unwrap());
+        assert!(
+            *min > 59_000 && max - min < 100,
+            "after {what}: {keys:?} have {left:?} ms left"
+        );
+    }
+}

@@ -67,6 +67,15 @@ async fn another_tenant_finds_nothing_changes_nothing_and_calls_nothing() {
             .call(Method::GET, "/v1/users/u1/sessions", None)
             .await;
         assert_eq!(listed.body["data"], json!([]));
+        // The same user id exports A's session for A, nothing for B.
+        let theirs = app.call(Method::GET, "/v1/users/u1/export", None).await;
+        assert_eq!(theirs.body["session_id"], json!(id), "{backend:?}");
+        let exported = globex.call(Method::GET, "/v1/users/u1/export", None).await;
+        assert_eq!(
+            (exported.status, exported.body),
+            (StatusCode::OK, Value::Null),
+            "{backend:?}: an empty export"
+        );
         let usage = globex.call(Method::GET, "/v1/usage", None).await;
         assert_eq!(
             usage.body["data"],
