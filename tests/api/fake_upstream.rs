@@ -198,9 +198,12 @@ impl Drop for InFlight {
 }
 
 async fn serve(mut socket: TcpStream, shared: Arc<Shared>) {
-    let Some(body) = read_request(&mut socket).await else {
+    let Some((path, body)) = read_request(&mut socket).await else {
         return;
     };
+    // Anthropic's Messages API: plain replies (streamed or not) in its format; the other
+    // behaviours answer in OpenAI's whatever the path.
+    let anthropic = path.ends_with("/messages");
     let in_flight = InFlight::enter(&shared);
     let model = body["model"].as_str().unwrap_or_default().to_string();
     let streaming = body["stream"].as_bool().unwrap_or(false);
@@ -221,7 +224,10 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>) {
         } => {
             tokio::time::sleep(delay).await;
             let content = content.unwrap_or_else(|| echo_content(&body));
-            if streaming {
+            let usage = (prompt_tokens, completion_tokens);
+            if anthropic {
+                write_anthropic(&mut socket, streaming, &model, &content, usage).await
+            } else if streaming {
                 let pieces = [content];
                 write_sse(
                     &mut socket,
@@ -274,8 +280,8 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>) {
     let _ = socket.shutdown().await;
 }
 
-/// Reads one request (head, then a `content-length` body) and parses the body as JSON.
-async fn read_request(socket: &mut TcpStream) -> Option<Value> {
+/// Reads one request (head, then a `content-length` body): its path, and its body as JSON.
+async fn read_request(socket: &mut TcpStream) -> Option<(String, Value)> {
     let mut bytes = Vec::new();
     let mut buf = [0u8; 8192];
     let head_end = loop {
@@ -301,7 +307,13 @@ async fn read_request(socket: &mut TcpStream) -> Option<Value> {
         }
         bytes.extend_from_slice(&buf[..n]);
     }
-    Some(serde_json::from_slice(&bytes[head_end..head_end + length]).unwrap_or(Value::Null))
+    let path = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let body = serde_json::from_slice(&bytes[head_end..head_end + length]).unwrap_or(Value::Null);
+    Some((path, body))
 }
 
 async fn write_json(socket: &mut TcpStream, status: u16, body: &str) -> bool {
@@ -355,4 +367,57 @@ async fn write_sse(
 async fn write_event(socket: &mut TcpStream, data: &str) -> bool {
     let event = format!("data: {data}\n\n");
     socket.write_all(event.as_bytes()).await.is_ok() && socket.flush().await.is_ok()
+}
+
+/// A reply in the shape of Anthropic's Messages API: one message, or its event stream.
+async fn write_anthropic(
+    socket: &mut TcpStream,
+    streaming: bool,
+    model: &str,
+    content: &str,
+    (input_tokens, output_tokens): (u32, u32),
+) -> bool {
+    if !streaming {
+        let message = json!({
+            "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": content}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        });
+        return write_json(socket, 200, &message.to_string()).await;
+    }
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+    let events = [
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message",
+            "role": "assistant", "model": model, "content": [],
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": content}}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": output_tokens}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ];
+    let mut stream = head.to_string();
+    for (name, data) in events {
+        stream.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    }
+    socket.write_all(stream.as_bytes()).await.is_ok()
 }

@@ -997,3 +997,68 @@ async fn an_alias_reaches_its_model_and_a_new_model_keeps_the_history() {
     assert_eq!(contents, ["be brief", ENGLISH, first_reply, CHINESE]);
     assert_eq!(stored(&app, &id).await.len(), 4);
 }
+
+/// A session on an Anthropic model: the Messages API request (system prompt as its own
+/// field, `max_tokens` always set), its reply and usage, streamed and not, end to end.
+#[tokio::test]
+async fn a_session_on_an_anthropic_model_sends_and_streams() {
+    const CLAUDE: &str = "claude-fake";
+    const CLAUDE_PRICES: (f64, f64) = (3.0, 15.0);
+    let fake = FakeUpstream::start().await;
+    let mut settings = test_settings(Backend::Redis, None);
+    settings.providers.push(ProviderSettings {
+        name: "fake".into(),
+        kind: ProviderKind::Anthropic,
+        base_url: Some(fake.base_url.clone()),
+        api_key_env: None,
+        api_key: Some(session_relay::config::Secret::new("anthropic-test-key")),
+    });
+    settings.models.push(model_settings(CLAUDE, CLAUDE_PRICES));
+    let app = spawn_with(settings).await;
+    let id = create(&app, json!({"model": CLAUDE, "system_prompt": "be brief"})).await;
+    fake.set(Behaviour::reply("Hi there 👋", 12, 4));
+
+    let reply = send(&app, &id, json!({"content": CHINESE})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let request = &fake.requests()[0];
+    assert_eq!(request["model"], CLAUDE);
+    assert_eq!(request["system"], "be brief");
+    assert_eq!(
+        request["messages"],
+        json!([{"role": "user", "content": CHINESE}])
+    );
+    assert!(request["max_tokens"].as_u64().unwrap() > 0, "{request}");
+    assert_eq!(reply.body["assistant_message"], "Hi there 👋");
+    assert_eq!(reply.body["model_used"], CLAUDE);
+    assert_eq!(
+        reply.body["usage"],
+        json!({"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16})
+    );
+    assert_eq!(
+        reply.body["cost_usd"].as_f64().unwrap(),
+        usd(nano_usd(12, 4, CLAUDE_PRICES))
+    );
+
+    let (status, _, events) = send_streaming(&app, &id, ENGLISH).await;
+    assert_eq!(status, StatusCode::OK);
+    let request = &fake.requests()[1];
+    assert_eq!(request["stream"], true);
+    assert_eq!(
+        request["messages"].as_array().unwrap().len(),
+        3,
+        "{request}"
+    );
+    let (last, deltas) = events.split_last().unwrap();
+    assert_eq!(last.0, "done", "{events:?}");
+    let streamed: String = deltas
+        .iter()
+        .map(|(_, data)| data["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed, "Hi there 👋");
+    assert_eq!(last.1["assistant_message"], "Hi there 👋");
+    assert_eq!(
+        last.1["usage"],
+        json!({"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16})
+    );
+    assert_eq!(stored(&app, &id).await.len(), 4);
+}
