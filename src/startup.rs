@@ -163,6 +163,8 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .default_service(web::to(route_not_found))
     })
     .workers(workers)
+    // Answers and stream events go out as soon as they are written.
+    .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(grace)
     .listen(listener)

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, PoolConfig, RecycleResult};
-use redis::{RedisError, aio::MultiplexedConnection};
+use redis::{IntoConnectionInfo, RedisError, aio::MultiplexedConnection, io::tcp::TcpSettings};
 
 use crate::per_thread::PerThread;
 
@@ -34,7 +34,13 @@ pub(super) fn per_thread(url: &str, config: PoolConfig) -> Result<PerThread<Pool
 }
 
 fn build(url: &str, config: PoolConfig) -> Result<Pool, String> {
-    let manager = deadpool_redis::Manager::new(url).map_err(|e| format!("redis url: {e}"))?;
+    // No Nagle: several requests share a multiplexed connection, and a command written
+    // while another awaits its answer must not wait for that answer's acknowledgement.
+    let info = url
+        .into_connection_info()
+        .map_err(|e| format!("redis url: {e}"))?
+        .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+    let manager = deadpool_redis::Manager::new(info).map_err(|e| format!("redis url: {e}"))?;
     Pool::builder(Manager(manager))
         .config(config)
         .runtime(deadpool::Runtime::Tokio1)
