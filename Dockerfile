@@ -1,4 +1,4 @@
-# Build: the release binary, with dependencies cached in their own layer.
+# Build: the release binary (a plain build; this image does not cache dependencies apart).
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./

@@ -97,6 +97,11 @@ pub fn record_fallback(model: &str, fault: &'static str) {
         .increment(1);
 }
 
+/// Sessions dropped by their TTL (see `store::redis::expiry`, and the memory store's sweep).
+pub fn record_sessions_expired(count: u64) {
+    counter!("sessions_expired_total").increment(count);
+}
+
 /// `reason` is the fault retried: `rate_limited`, `server_error`, `timeout`, `connection`…
 pub fn record_retry(model: &str, reason: &'static str) {
     counter!("upstream_retries_total", "model" => model.to_string(), "reason" => reason)

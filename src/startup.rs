@@ -189,6 +189,10 @@ async fn build_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupError
         match prepare_redis(&store).await {
             Ok(version) => {
                 tracing::info!(schema_version = version, "redis store ready");
+                crate::store::redis::count_expired_sessions(
+                    url.clone(),
+                    store.prefix().to_string(),
+                );
                 return Ok(Arc::new(store));
             }
             Err(StoreError::Unavailable(cause)) if tokio::time::Instant::now() < deadline => {

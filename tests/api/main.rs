@@ -12,6 +12,7 @@ mod key_secrecy;
 mod keys;
 mod limits;
 mod messages;
+mod migrations;
 mod observability;
 mod openapi;
 mod outage;

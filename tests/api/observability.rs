@@ -1,9 +1,11 @@
 //! `/metrics` and `Server-Timing`: the figures operators read, with no ids in labels.
 
-use reqwest::Method;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, TestApp, spawn_app};
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_pattern_and_never_by_id() {
@@ -87,4 +89,44 @@ async fn error_bodies_do_not_echo_request_content_or_keys() {
         .await;
     assert_eq!(wrong_key.status, 401);
     assert!(!wrong_key.body.to_string().contains(canary));
+}
+
+/// `sessions_expired_total`, for both stores: Redis reports its expiries through keyspace
+/// notifications; the memory store counts the expired sessions it finds.
+#[tokio::test]
+async fn expired_sessions_are_counted() {
+    for backend in [Backend::Redis, Backend::Memory] {
+        let app = spawn_app(backend).await;
+        let before = expired_total(&app).await;
+        let created = app.create_session(json!({"ttl_seconds": 1})).await;
+        let id = created["session_id"].as_str().unwrap().to_string();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // The memory store notices on sight; Redis expires the keys by itself.
+        let read = app
+            .call(Method::GET, &format!("/v1/sessions/{id}"), None)
+            .await;
+        assert_eq!(read.status, StatusCode::NOT_FOUND);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut after = expired_total(&app).await;
+        while after <= before && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            after = expired_total(&app).await;
+        }
+        assert!(after > before, "{backend:?}: {before} then {after}");
+    }
+}
+
+async fn expired_total(app: &TestApp) -> u64 {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("sessions_expired_total "))
+        .map_or(0, |value| value.trim().parse::<f64>().unwrap() as u64)
 }

@@ -80,13 +80,16 @@ impl State {
             .is_some_and(|e| e.expires <= Instant::now())
         {
             self.sessions.remove(id);
+            crate::metrics::record_sessions_expired(1);
         }
         self.sessions.get_mut(id)
     }
 
     fn sweep(&mut self) {
         let now = Instant::now();
+        let before = self.sessions.len();
         self.sessions.retain(|_, e| e.expires > now);
+        crate::metrics::record_sessions_expired((before - self.sessions.len()) as u64);
         let sessions = &self.sessions;
         for index in self.users.values_mut() {
             index.retain(|(_, id), _| sessions.contains_key(id));

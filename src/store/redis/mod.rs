@@ -75,12 +75,14 @@ mod scripts {
     ];
 }
 
+mod expiry;
 mod import;
 mod keys;
 mod metering;
 mod pool;
 mod sessions;
 
+pub use expiry::count_expired_sessions;
 use pool::{Connection, Pool};
 
 /// Cheap to clone: the pools are shared.
