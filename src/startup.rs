@@ -64,7 +64,6 @@ impl Application {
         drop(rustls::crypto::ring::default_provider().install_default());
         let store = build_store(&settings).await?;
         let http = build_http_client(&settings)?;
-        crate::domain::tokens::TokenCounter::warm_up();
         crate::metrics::handle();
         let keys = KeyRing::from_settings(&settings.auth);
         if keys.is_loopback_mode() {
@@ -73,6 +72,7 @@ impl Application {
             );
         }
         let models = ModelRegistry::from_settings(&settings, &http);
+        crate::domain::tokens::TokenCounter::warm_up(models.tokenizers());
         let router = Router::new(&settings.routing, models.names());
         let addr = settings.server.listen.clone();
         let listener =

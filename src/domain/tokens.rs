@@ -193,11 +193,17 @@ impl TokenCounter {
         &SHARED
     }
 
-    /// Loads both encodings now (in parallel) so that no request pays for it.
-    pub fn warm_up() {
+    /// Loads the encodings the configured models use now (in parallel), so that no
+    /// request pays for it. Another one (a session on a model not configured, say) loads
+    /// on first use: each vocabulary costs memory, and most deployments need one.
+    pub fn warm_up(tokenizers: impl IntoIterator<Item = Tokenizer>) {
+        let mut needed: Vec<Tokenizer> = tokenizers.into_iter().collect();
+        needed.sort_by_key(|t| t.name());
+        needed.dedup();
         std::thread::scope(|scope| {
-            scope.spawn(|| Tokenizer::Cl100kBase.encoding());
-            Tokenizer::O200kBase.encoding();
+            for tokenizer in needed {
+                scope.spawn(move || tokenizer.encoding());
+            }
         });
     }
 

@@ -92,6 +92,10 @@ impl ModelRegistry {
     pub fn names(&self) -> &[String] {
         &self.order
     }
+
+    pub fn tokenizers(&self) -> impl Iterator<Item = Tokenizer> + '_ {
+        self.models.values().map(|m| m.tokenizer)
+    }
 }
 
 impl ModelCatalog for ModelRegistry {
