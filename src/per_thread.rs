@@ -26,6 +26,20 @@ impl<T: Clone> PerThread<T> {
         }
     }
 
+    /// Like [`PerThread::new`] for values whose making can fail: the first is made now
+    /// (its error is the caller's), and stands in for any thread whose own fails later.
+    pub fn try_new<E>(
+        make: impl Fn() -> Result<T, E> + Send + Sync + 'static,
+    ) -> Result<PerThread<T>, E>
+    where
+        T: Send + Sync + 'static,
+    {
+        let first = make()?;
+        Ok(PerThread::new(move || {
+            make().unwrap_or_else(|_| first.clone())
+        }))
+    }
+
     /// The calling thread's value (a handle: pools and clients clone cheaply).
     pub fn get(&self) -> T {
         let mut values = self
@@ -62,5 +76,22 @@ mod tests {
         assert_eq!(first, again);
         assert_ne!(first, here, "another thread gets another value");
         assert_eq!(made.load(Ordering::SeqCst), 2, "made once per thread");
+    }
+
+    #[test]
+    fn a_failed_first_is_the_callers_error_and_a_later_failure_falls_back() {
+        assert_eq!(PerThread::<u8>::try_new(|| Err("no")).err(), Some("no"));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let values = PerThread::try_new(move || match counter.fetch_add(1, Ordering::SeqCst) {
+            0 => Ok(7),
+            _ => Err("broken"),
+        })
+        .unwrap();
+        assert_eq!(
+            values.get(),
+            7,
+            "this thread's own making failed: the first stands in"
+        );
     }
 }

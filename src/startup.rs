@@ -210,19 +210,15 @@ async fn prepare_redis(store: &RedisStore) -> Result<u32, StoreError> {
 }
 
 /// The client for every upstream, one per worker thread: pooled connections, bounded
-/// connect, no redirects (a redirect could carry a provider key to another host). The
-/// first, built (and checked) here, stands in should building another ever fail.
+/// connect, no redirects (a redirect could carry a provider key to another host).
 fn build_http_client(settings: &Settings) -> Result<HttpClient, reqwest::Error> {
     let connect_timeout = Duration::from_millis(settings.server.upstream_connect_timeout_ms);
-    let build = move || {
+    let clients = PerThread::try_new(move || {
         reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
-    };
-    let first = build()?;
-    Ok(Arc::new(PerThread::new(move || {
-        build().unwrap_or_else(|_| first.clone())
-    })))
+    })?;
+    Ok(Arc::new(clients))
 }

@@ -78,10 +78,13 @@ struct Encoding {
     /// `None` only if the regex could not be built; counting then goes through
     /// `bpe-openai`'s own (slower, equal) path.
     split: Option<Regex>,
-    /// Which of the patterns ends in a look-ahead character.
-    lookahead: [bool; 3],
+    /// This encoding's place in the per-thread [`SCRATCH`].
     slot: usize,
 }
+
+/// The split patterns are the encoding's word rule, `\s+\s` and `\s+`; the second ends
+/// in a look-ahead character.
+const LOOKAHEAD: [bool; 3] = [false, true, false];
 
 static CL100K_BASE: LazyLock<Encoding> = LazyLock::new(|| {
     let words = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+$";
@@ -126,7 +129,6 @@ impl Encoding {
         Encoding {
             tokenizer,
             split,
-            lookahead: [false, true, false],
             slot,
         }
     }
@@ -148,7 +150,7 @@ impl Encoding {
                     break;
                 };
                 let mut end = start + found.end();
-                if self.lookahead[found.pattern().as_usize()] {
+                if LOOKAHEAD[found.pattern().as_usize()] {
                     end -= text[start..end]
                         .chars()
                         .next_back()

@@ -189,9 +189,9 @@ impl RedisStore {
         let result = tokio::time::timeout(self.command_timeout, call)
             .instrument(span.clone())
             .await;
-        let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        span.in_scope(|| tracing::trace!(elapsed_us, "redis call answered"));
-        crate::metrics::record_store(started.elapsed(), !matches!(result, Ok(Ok(_))));
+        let elapsed = started.elapsed();
+        span.in_scope(|| tracing::trace!(?elapsed, "redis call answered"));
+        crate::metrics::record_store(elapsed, !matches!(result, Ok(Ok(_))));
         let result = result.map_err(|_| unavailable("redis command timed out"))?;
         // An error reply came over a working connection; anything else may have broken it.
         checkout.healthy = match &result {

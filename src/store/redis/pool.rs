@@ -23,14 +23,10 @@ pub(super) type Connection = managed::Object<Manager>;
 
 pub(super) struct Manager(deadpool_redis::Manager);
 
-/// A pool for the calling thread; the first one, built (and checked) at startup, stands
-/// in should building another ever fail.
+/// A pool per calling thread; a bad URL fails here, at startup.
 pub(super) fn per_thread(url: &str, config: PoolConfig) -> Result<PerThread<Pool>, String> {
-    let first = build(url, config)?;
     let url = url.to_string();
-    Ok(PerThread::new(move || {
-        build(&url, config).unwrap_or_else(|_| first.clone())
-    }))
+    PerThread::try_new(move || build(&url, config))
 }
 
 fn build(url: &str, config: PoolConfig) -> Result<Pool, String> {
