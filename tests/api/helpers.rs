@@ -10,7 +10,7 @@ use session_relay::{
     startup::Application,
 };
 
-use crate::redis_server::RedisServer;
+use crate::redis_server::{RedisServer, free_port};
 
 pub const ACME_KEY: &str = "test-key-acme-0001";
 pub const GLOBEX_KEY: &str = "test-key-globex-0002";
@@ -75,6 +75,61 @@ pub async fn spawn_with(settings: Settings) -> TestApp {
     }
 }
 
+/// The service binary as a process of its own (its own startup, its own metrics), with
+/// `ACME_KEY` as its API key; stopped when dropped.
+pub struct ServiceProcess {
+    pub app: TestApp,
+    _process: tokio::process::Child,
+}
+
+/// Starts the binary with `env` on top of a listen address, the key and quiet logs, and
+/// returns once `/readyz` answers at all (whether it says ready is the test's business),
+/// or after 10 s.
+pub async fn spawn_binary(env: &[(&str, String)]) -> ServiceProcess {
+    let port = free_port();
+    let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_session-relay"))
+        .env_clear()
+        .env("SESSION_RELAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SESSION_RELAY_API_KEY", ACME_KEY)
+        .env("SESSION_RELAY_LOG_LEVEL", "error")
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the session-relay binary runs");
+    // Built before any in-process app installs the crypto provider reqwest needs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        prefix: env
+            .iter()
+            .find(|(name, _)| *name == "SESSION_RELAY_KEY_PREFIX")
+            .map_or_else(|| "sr".to_string(), |(_, prefix)| prefix.clone()),
+        redis_url: None,
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client"),
+        key: ACME_KEY.into(),
+    };
+    for _ in 0..200 {
+        if app
+            .http
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ServiceProcess {
+        app,
+        _process: process,
+    }
+}
+
 /// A response read whole: status, headers and JSON body (`Null` when not JSON).
 pub struct Reply {
     pub status: StatusCode,
@@ -119,6 +174,18 @@ impl TestApp {
             .header("content-type", "application/json")
             .body(body);
         read(request.send().await.expect("request sent")).await
+    }
+
+    /// A GET answered with text (`/metrics`, `/docs`).
+    pub async fn get_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent")
+            .text()
+            .await
+            .expect("body")
     }
 
     pub async fn create_session(&self, body: Value) -> Value {

@@ -109,6 +109,11 @@ async fn send(app: &TestApp, id: &str, body: Value) -> Reply {
     .await
 }
 
+async fn patch(app: &TestApp, id: &str, body: Value) -> Reply {
+    app.call(Method::PATCH, &format!("/v1/sessions/{id}"), Some(body))
+        .await
+}
+
 async fn send_keyed(app: &TestApp, id: &str, key: &str, body: Value) -> Reply {
     let response = app
         .http
@@ -365,13 +370,7 @@ async fn token_bound_context_keeps_the_newest_turns_that_fit() {
         "precondition of the preview check"
     );
     let budget = fixed + cost[3] + cost[4] + cost[5];
-    let patched = app
-        .call(
-            Method::PATCH,
-            &format!("/v1/sessions/{id}"),
-            Some(json!({"max_context_tokens": budget})),
-        )
-        .await;
+    let patched = patch(&app, &id, json!({"max_context_tokens": budget})).await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
 
     let mut expected = vec![owned(Role::System, system)];
@@ -395,13 +394,7 @@ async fn token_bound_context_keeps_the_newest_turns_that_fit() {
     let answer = reply.body["assistant_message"].as_str().unwrap();
     let (user6, assistant7) = (tokens(Role::User, new), tokens(Role::Assistant, answer));
     let tight = fixed + cost[5] + user6 + assistant7 - 1;
-    let patched = app
-        .call(
-            Method::PATCH,
-            &format!("/v1/sessions/{id}"),
-            Some(json!({"max_context_tokens": tight})),
-        )
-        .await;
+    let patched = patch(&app, &id, json!({"max_context_tokens": tight})).await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
     let reply = send(&app, &id, json!({"content": new})).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -440,13 +433,7 @@ async fn system_prompt_over_the_budget_is_context_exceeded_without_an_upstream_c
     assert_eq!(session(&app, &id).await["message_count"], 0);
 
     // The refusal released the session: with room, the next send goes through.
-    let patched = app
-        .call(
-            Method::PATCH,
-            &format!("/v1/sessions/{id}"),
-            Some(json!({"max_context_tokens": 4000})),
-        )
-        .await;
+    let patched = patch(&app, &id, json!({"max_context_tokens": 4000})).await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
     let reply = send(&app, &id, json!({"content": "hello"})).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -974,13 +961,7 @@ async fn an_alias_reaches_its_model_and_a_new_model_keeps_the_history() {
     assert_eq!(fake.requests()[0]["model"], MODEL);
     assert_eq!(first.body["model_used"], MODEL, "{}", first.body);
 
-    let patched = app
-        .call(
-            Method::PATCH,
-            &format!("/v1/sessions/{id}"),
-            Some(json!({"model": FALLBACK})),
-        )
-        .await;
+    let patched = patch(&app, &id, json!({"model": FALLBACK})).await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
     let second = send(&app, &id, json!({"content": CHINESE})).await;
     assert_eq!(second.status, StatusCode::OK, "{}", second.body);

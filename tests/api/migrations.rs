@@ -2,35 +2,21 @@
 
 use redis::AsyncCommands;
 use session_relay::{
-    config::StoreSettings,
     domain::session::new_id,
     store::{
         StoreError,
         migrate::{SCHEMA_VERSION, migrate},
-        redis::RedisStore,
     },
 };
 
-use crate::redis_server::RedisServer;
-
-async fn instance(prefix: &str) -> RedisStore {
-    let settings = StoreSettings {
-        key_prefix: prefix.to_string(),
-        ..Default::default()
-    };
-    let store = RedisStore::connect(&settings, &RedisServer::shared().url())
-        .await
-        .expect("redis store");
-    store.load_scripts().await.expect("scripts load");
-    store
-}
+use crate::{redis_server::RedisServer, store_suite::redis_store_on};
 
 #[tokio::test]
 async fn instances_starting_at_once_migrate_once_and_a_newer_layout_is_refused() {
     let prefix = format!("mig{}", &new_id()[..12]);
     let mut instances = Vec::new();
     for _ in 0..6 {
-        instances.push(instance(&prefix).await);
+        instances.push(redis_store_on(&prefix).await);
     }
     let results = futures_util::future::join_all(instances.iter().map(migrate)).await;
     for result in results {

@@ -5,7 +5,12 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, spawn_app};
+use session_relay::domain::session::new_id;
+
+use crate::{
+    helpers::{Backend, TestApp, spawn_app, spawn_binary},
+    redis_server::RedisServer,
+};
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_pattern_and_never_by_id() {
@@ -24,15 +29,7 @@ async fn metrics_count_requests_by_route_pattern_and_never_by_id() {
         assert!(timing.contains(part), "{timing}");
     }
 
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
     for expected in [
         "http_requests_total{",
         "route=\"/v1/sessions/{id}/messages\"",
@@ -92,12 +89,22 @@ async fn error_bodies_do_not_echo_request_content_or_keys() {
 }
 
 /// `sessions_expired_total`, for both stores: Redis reports its expiries through keyspace
-/// notifications; the memory store counts the expired sessions it finds.
+/// notifications; the memory store counts the expired sessions it finds. Each store runs
+/// in a service process of its own, so that the count is this test's alone (here, other
+/// tests' sessions expire too).
 #[tokio::test]
 async fn expired_sessions_are_counted() {
-    for backend in [Backend::Redis, Backend::Memory] {
-        let app = spawn_app(backend).await;
-        let before = expired_total(&app).await;
+    let redis = vec![
+        ("REDIS_URL", RedisServer::shared().url()),
+        (
+            "SESSION_RELAY_KEY_PREFIX",
+            format!("exp{}", &new_id()[..10]),
+        ),
+    ];
+    for (store, env) in [("redis", redis), ("memory", vec![])] {
+        let service = spawn_binary(&env).await;
+        let app = &service.app;
+        assert_eq!(expired_total(app).await, 0, "{store}");
         let created = app.create_session(json!({"ttl_seconds": 1})).await;
         let id = created["session_id"].as_str().unwrap().to_string();
         tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -105,28 +112,21 @@ async fn expired_sessions_are_counted() {
         let read = app
             .call(Method::GET, &format!("/v1/sessions/{id}"), None)
             .await;
-        assert_eq!(read.status, StatusCode::NOT_FOUND);
+        assert_eq!(read.status, StatusCode::NOT_FOUND, "{store}");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let mut after = expired_total(&app).await;
-        while after <= before && std::time::Instant::now() < deadline {
+        let mut counted = expired_total(app).await;
+        while counted == 0 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            after = expired_total(&app).await;
+            counted = expired_total(app).await;
         }
-        assert!(after > before, "{backend:?}: {before} then {after}");
+        assert_eq!(counted, 1, "{store}");
     }
 }
 
 async fn expired_total(app: &TestApp) -> u64 {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
+    app.get_text("/metrics")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|line| line.strip_prefix("sessions_expired_total "))
         .map_or(0, |value| value.trim().parse::<f64>().unwrap() as u64)
 }

@@ -88,15 +88,7 @@ async fn every_documented_operation_is_served() {
 #[tokio::test]
 async fn the_docs_page_loads_nothing_from_outside() {
     let (app, _) = document().await;
-    let page = app
-        .http
-        .get(format!("{}/docs", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_text("/docs").await;
     assert!(page.contains("/openapi.json"));
     for attribute in [
         "src=\"http",

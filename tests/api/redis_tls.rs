@@ -1,12 +1,15 @@
 //! `rediss://`: the service binary talks to a `redis-server` that accepts TLS only, with a
 //! certificate from a test CA that the process trusts through `SSL_CERT_FILE`.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, process::Command};
 
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 
-use crate::redis_server::{RedisServer, free_port};
+use crate::{
+    helpers::spawn_binary,
+    redis_server::{RedisServer, free_port},
+};
 
 /// A CA, and a server certificate it signed for 127.0.0.1 (what rustls checks).
 fn make_certificates(dir: &Path) {
@@ -83,46 +86,24 @@ async fn the_service_runs_against_redis_over_tls() {
             path("ca.pem"),
         ),
     );
-    let port = free_port();
-    let mut service = tokio::process::Command::new(env!("CARGO_BIN_EXE_session-relay"))
-        .env_clear()
-        .env("SESSION_RELAY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("REDIS_URL", format!("rediss://127.0.0.1:{tls_port}"))
-        .env("SSL_CERT_FILE", path("ca.pem"))
-        .env("SESSION_RELAY_LOG_LEVEL", "error")
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the session-relay binary runs");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut ready = None;
-    for _ in 0..100 {
-        if let Ok(reply) = http.get(format!("{base}/readyz")).send().await {
-            ready = Some(reply.json::<Value>().await.unwrap());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(ready, Some(json!({"status": "ready", "store": "redis"})));
-    let created = http
-        .post(format!("{base}/v1/sessions"))
-        .json(&json!({"system_prompt": "over TLS"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let id = created.json::<Value>().await.unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let sent = http
-        .post(format!("{base}/v1/sessions/{id}/messages"))
-        .json(&json!({"content": "hello"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sent.status(), StatusCode::OK);
-    service.kill().await.unwrap();
+    let service = spawn_binary(&[
+        ("REDIS_URL", format!("rediss://127.0.0.1:{tls_port}")),
+        ("SSL_CERT_FILE", path("ca.pem")),
+    ])
+    .await;
+    let app = &service.app;
+    let ready = app.call(Method::GET, "/readyz", None).await;
+    assert_eq!(ready.body, json!({"status": "ready", "store": "redis"}));
+    let created = app
+        .create_session(json!({"system_prompt": "over TLS"}))
+        .await;
+    let id = created["session_id"].as_str().unwrap();
+    let sent = app
+        .call(
+            Method::POST,
+            &format!("/v1/sessions/{id}/messages"),
+            Some(json!({"content": "hello"})),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
 }

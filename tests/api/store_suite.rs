@@ -22,8 +22,13 @@ use crate::redis_server::RedisServer;
 const LEASE_MS: u64 = 10_000;
 
 async fn redis_store() -> RedisStore {
+    redis_store_on(&format!("ss{}", &new_id()[..12])).await
+}
+
+/// A Redis store on the shared test server, under `prefix`, its scripts loaded.
+pub async fn redis_store_on(prefix: &str) -> RedisStore {
     let settings = StoreSettings {
-        key_prefix: format!("ss{}", &new_id()[..12]),
+        key_prefix: prefix.to_string(),
         ..Default::default()
     };
     let store = RedisStore::connect(&settings, &RedisServer::shared().url())
