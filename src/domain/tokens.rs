@@ -2,7 +2,7 @@
 //!
 //! Counts come from `bpe-openai`'s vocabularies and byte-pair encoder with tiktoken's
 //! pre-tokenizer rules: identical counts to OpenAI's tiktoken (the tests check that
-//! against `tiktoken-rs` itself) at about twice its speed, which matters for bulk imports.
+//! against `tiktoken-rs` itself), faster, which matters for bulk imports.
 //! Loading an encoding takes a noticeable moment and memory, so each is loaded once:
 //! at startup if a configured model uses it, else on first use.
 
