@@ -10,7 +10,7 @@
 //! With no static key and no admin key configured the service runs in *loopback mode*: it
 //! serves only clients on this machine, as the tenant `default` (like Redis' protected
 //! mode). Authentication runs as middleware, before any handler reads the request
-//! ([`authenticate_first`]), which also takes the request from its key's per-minute limit
+//! (`routes::auth`), which also takes the request from its key's per-minute limit
 //! and answers repeated 401s from one address more and more slowly ([`throttle`]).
 
 pub mod api_keys;
@@ -18,21 +18,13 @@ mod cache;
 pub mod client_tokens;
 mod throttle;
 
-use std::{collections::HashMap, future::Ready, net::IpAddr};
+use std::{collections::HashMap, net::IpAddr};
 
-use actix_web::{
-    FromRequest, HttpMessage, HttpRequest,
-    body::MessageBody,
-    dev::{Payload, ServiceRequest, ServiceResponse},
-    http::{StatusCode, header},
-    middleware::Next,
-    web,
-};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{config::AuthSettings, error::ApiError, startup::AppState};
+use crate::{config::AuthSettings, error::ApiError, store::Store};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,13 +58,10 @@ pub struct KeyRing {
 }
 
 /// What authentication needs of a request.
-struct Presented {
-    bearer: Option<String>,
-    peer: Option<IpAddr>,
+pub struct Presented {
+    pub bearer: Option<String>,
+    pub peer: Option<IpAddr>,
 }
-
-/// The outcome of [`authenticate_first`], kept in the request for the extractors.
-struct Authenticated(Result<Caller, ApiError>);
 
 impl KeyRing {
     pub fn from_settings(settings: &AuthSettings) -> KeyRing {
@@ -106,7 +95,11 @@ impl KeyRing {
         self.by_digest.is_empty() && self.admin.is_none()
     }
 
-    async fn authenticate(&self, state: &AppState, req: &Presented) -> Result<Caller, ApiError> {
+    pub async fn authenticate(
+        &self,
+        store: &dyn Store,
+        req: &Presented,
+    ) -> Result<Caller, ApiError> {
         if self.is_loopback_mode() {
             return match req.peer {
                 Some(ip) if ip.is_loopback() => Ok(loopback_caller()),
@@ -121,10 +114,10 @@ impl KeyRing {
             return Err(ApiError::Forbidden);
         }
         if let Some(session_id) = client_tokens::session_of(key) {
-            return self.client_token(state, key, session_id).await;
+            return self.client_token(store, key, session_id).await;
         }
         let prefix = api_keys::prefix_of(key).ok_or(ApiError::InvalidApiKey)?;
-        match self.cache.by_prefix(state.store.as_ref(), prefix).await? {
+        match self.cache.by_prefix(store, prefix).await? {
             Some(record) if api_keys::verify(&record, key, Utc::now()) => {
                 Ok(api_keys::caller(&record))
             }
@@ -136,19 +129,18 @@ impl KeyRing {
     /// where a valid one may go is the [`Caller`] extractor's business.
     async fn client_token(
         &self,
-        state: &AppState,
+        store: &dyn Store,
         token: &str,
         session_id: &str,
     ) -> Result<Caller, ApiError> {
         let digest = api_keys::digest_hex(token);
         let now = Utc::now();
-        let grant = state
-            .store
+        let grant = store
             .client_token(session_id, &digest, now.timestamp_millis())
             .await?
             .ok_or(ApiError::InvalidApiKey)?;
         let issuer = self
-            .issuer(state, &grant.key_id)
+            .issuer(store, &grant.key_id)
             .await?
             .filter(|issuer| issuer.tenant == grant.tenant)
             .ok_or(ApiError::InvalidApiKey)?;
@@ -159,11 +151,11 @@ impl KeyRing {
     }
 
     /// The key that issued a client token, if it still exists and is in force.
-    async fn issuer(&self, state: &AppState, key_id: &str) -> Result<Option<Caller>, ApiError> {
+    async fn issuer(&self, store: &dyn Store, key_id: &str) -> Result<Option<Caller>, ApiError> {
         if let Some(caller) = self.by_digest.values().find(|c| c.key_id == key_id) {
             return Ok(Some(caller.clone()));
         }
-        let record = self.cache.by_id(state.store.as_ref(), key_id).await?;
+        let record = self.cache.by_id(store, key_id).await?;
         let now = Utc::now();
         Ok(record
             .filter(|r| r.expires_at.is_none_or(|at| at > now))
@@ -176,7 +168,12 @@ impl KeyRing {
         self.cache.clear();
     }
 
-    fn is_admin(&self, key: &str) -> bool {
+    /// Slows the next 401s to an address that keeps failing (see [`throttle`]).
+    pub async fn failed_attempt(&self, peer: Option<IpAddr>) {
+        self.throttle.failed(peer).await;
+    }
+
+    pub fn is_admin(&self, key: &str) -> bool {
         self.admin
             .is_some_and(|admin| bool::from(admin.ct_eq(&digest(key))))
     }
@@ -196,100 +193,6 @@ fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-/// Authenticates every request before its handler reads anything (a body included), so
-/// the auth answer always comes first, and takes the request from its key's per-minute
-/// limit. The outcome waits in the request for the [`Caller`] and [`Admin`] extractors;
-/// routes that need neither ignore it. A 401 goes back to an address that keeps failing
-/// a little later each time ([`throttle`]) — only after the answer is decided, so the
-/// wait never changes which answer a request gets.
-pub async fn authenticate_first(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let presented = Presented {
-        bearer: bearer(req.request()).map(str::to_string),
-        peer: req.peer_addr().map(|addr| addr.ip()),
-    };
-    if let Some(state) = &state {
-        let outcome = match state.keys.authenticate(state, &presented).await {
-            Ok(caller) => {
-                crate::telemetry::record_tenant(&caller.tenant);
-                crate::metering::take_request(state, &caller)
-                    .await
-                    .map(|()| caller)
-            }
-            Err(err) => Err(err),
-        };
-        req.extensions_mut().insert(Authenticated(outcome));
-    }
-    let response = next.call(req).await?;
-    if response.status() == StatusCode::UNAUTHORIZED
-        && let Some(state) = state
-    {
-        state.keys.throttle.failed(presented.peer).await;
-    }
-    Ok(response)
-}
-
-/// The middleware's outcome. A failure is taken out (it ends the request); a caller is
-/// copied, for handlers that extract it more than once.
-fn authenticated(req: &HttpRequest) -> Result<Caller, ApiError> {
-    let mut extensions = req.extensions_mut();
-    if let Some(Authenticated(Ok(caller))) = extensions.get::<Authenticated>() {
-        return Ok(caller.clone());
-    }
-    match extensions.remove::<Authenticated>() {
-        Some(Authenticated(Err(err))) => Err(err),
-        _ => Err(ApiError::Internal("request not authenticated".into())),
-    }
-}
-
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = Ready<Result<Caller, ApiError>>;
-
-    /// A client token passes only on the routes it covers, on its own session.
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let result = authenticated(req).and_then(|caller| match &caller.session_scope {
-            Some(session) => {
-                let (pattern, id) = (req.match_pattern(), req.match_info().get("id"));
-                client_tokens::permits(session, req.method(), pattern.as_deref(), id)
-                    .then_some(caller)
-                    .ok_or(ApiError::Forbidden)
-            }
-            None => Ok(caller),
-        });
-        std::future::ready(result)
-    }
-}
-
 /// The holder of the admin key. Any other valid key gets 403, an invalid one 401.
 #[derive(Debug)]
 pub struct Admin;
-
-impl FromRequest for Admin {
-    type Error = ApiError;
-    type Future = Ready<Result<Admin, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let is_admin = req
-            .app_data::<web::Data<AppState>>()
-            .is_some_and(|state| bearer(req).is_some_and(|key| state.keys.is_admin(key)));
-        let result = if is_admin {
-            Ok(Admin)
-        } else {
-            authenticated(req).and(Err(ApiError::Forbidden))
-        };
-        std::future::ready(result)
-    }
-}

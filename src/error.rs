@@ -11,7 +11,7 @@ use actix_web::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::store::StoreError;
+use crate::{domain::error::DomainError, store::StoreError};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FailedAttempt {
@@ -185,6 +185,24 @@ impl ResponseError for ApiError {
     }
 }
 
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
+        match err {
+            DomainError::Invalid { message, field } => ApiError::InvalidRequest { message, field },
+            DomainError::Encoding(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<crate::domain::context::ContextExceeded> for ApiError {
+    fn from(err: crate::domain::context::ContextExceeded) -> Self {
+        ApiError::ContextExceeded {
+            max_tokens: err.max_tokens,
+            current_tokens: err.current_tokens,
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -199,75 +217,10 @@ impl From<StoreError> for ApiError {
 
 /// Turns a serde error into `invalid_request`, naming the field at fault when serde knows it.
 pub fn from_json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    use serde_json::error::Category;
-    let path = err.path().to_string();
-    let inner = err.into_inner();
-    match inner.classify() {
-        Category::Syntax | Category::Eof | Category::Io => ApiError::InvalidRequest {
-            message: format!("malformed JSON: {inner}"),
-            field: None,
-        },
-        // The path names the field at fault, an unknown field included.
-        Category::Data => ApiError::InvalidRequest {
-            message: without_value(&inner.to_string()),
-            field: (path != "." && path != "?").then_some(path),
-        },
-    }
-}
-
-/// serde quotes the offending value ("invalid type: string \"…\", expected u64"); the
-/// message keeps only its kind, so no request content ends up in an error body.
-fn without_value(message: &str) -> String {
-    for prefix in ["invalid type: ", "invalid value: "] {
-        if let Some(rest) = message.strip_prefix(prefix)
-            && let Some((found, expected)) = rest.split_once(", expected ")
-        {
-            let kind = found.split_whitespace().next().unwrap_or("value");
-            return format!("{prefix}{kind}, expected {expected}");
-        }
-    }
-    if let Some(rest) = message.strip_prefix("unknown variant `")
-        && let Some((_, expected)) = rest.split_once("`, expected ")
-    {
-        return format!("unknown variant, expected {expected}");
-    }
-    message.to_string()
+    crate::domain::error::from_json_error(err).into()
 }
 
 /// Default handler for paths no route matches.
 pub async fn route_not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound)
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::*;
-
-    #[test]
-    fn serde_messages_lose_the_offending_value() {
-        let cases = [
-            (
-                r#"{"a": "secret text"}"#,
-                "invalid type: string, expected u64",
-            ),
-            (r#"{"a": -7}"#, "invalid value: integer, expected u64"),
-        ];
-        #[derive(serde::Deserialize, Debug)]
-        #[allow(dead_code)]
-        struct Body {
-            a: u64,
-        }
-        for (json, expected) in cases {
-            let mut de = serde_json::Deserializer::from_str(json);
-            let err = serde_path_to_error::deserialize::<_, Body>(&mut de).unwrap_err();
-            let body = from_json_error(err).body();
-            assert!(
-                body["message"].as_str().unwrap().starts_with(expected),
-                "{body}"
-            );
-            assert_eq!(body["field"], "a");
-            assert!(!body.to_string().contains("secret") && !body.to_string().contains("-7"));
-        }
-    }
 }

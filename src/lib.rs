@@ -2,15 +2,18 @@
 //!
 //! A tour of the modules, in the order a request meets them:
 //!
-//! - [`startup`] builds the one [`startup::AppState`] and the HTTP server; `main.rs` is a shim.
+//! - [`startup`] assembles the one [`state::AppState`] and the HTTP server; `main.rs` is a shim.
+//!   [`state`] holds that state; it sits below the routes and the conversation layer.
 //! - [`config`] is the only place that reads the environment: TOML file plus overrides.
-//! - [`auth`] turns `Authorization: Bearer …` into a tenant (or refuses).
+//! - [`auth`] turns `Authorization: Bearer …` into a tenant (or refuses); `routes::auth` runs it
+//!   per request (middleware and extractors).
 //! - [`routes`] is HTTP only: parse, call the domain and the store, map errors.
 //!   `routes/openai.rs` is the OpenAI-compatible relay, with OpenAI's error shape.
 //! - [`conversation`] runs one turn: lease, context, upstream call, atomic commit.
 //! - [`transfer`] runs bulk imports (streamed, batched, pipelined) and NDJSON exports.
 //! - [`metering`] enforces per-key rate limits and spending caps, and records usage.
-//! - [`domain`] holds sessions, turns, token counting and the context builder — no I/O.
+//! - [`domain`] holds sessions, turns, token counting and the context builder — no I/O, and
+//!   its own error type, which [`error`] maps into the contract's bodies.
 //! - [`store`] is the only place that knows Redis keys and Lua scripts (plus an in-memory twin).
 //! - [`llm`] talks to upstream models (OpenAI-compatible, Anthropic, built-in echo).
 //!   Its `router` walks a request's fallback chain: retries, timeouts, circuit breakers.
@@ -32,6 +35,7 @@ pub mod per_thread;
 pub mod routes;
 pub mod shutdown;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod transfer;

@@ -1,4 +1,4 @@
-//! Builds the application: one [`AppState`], the HTTP server, and its listener.
+//! Assembles the application: the one [`AppState`], the HTTP server, and its listener.
 //!
 //! [`Application::build`] binds its own listener (port 0 in tests) and exposes
 //! [`Application::port`] and [`Application::run_until_stopped`], so tests start the real
@@ -17,21 +17,10 @@ use crate::{
     llm::{HttpClient, registry::ModelRegistry, router::Router},
     per_thread::PerThread,
     routes,
-    shutdown::{self, ActiveLeases, Draining, ShutdownTrigger},
+    shutdown::{self, ShutdownTrigger},
+    state::AppState,
     store::{Store, StoreError, memory::MemoryStore, migrate, redis::RedisStore},
 };
-
-/// Everything a request handler may need, built once.
-pub struct AppState {
-    pub settings: Settings,
-    pub store: Arc<dyn Store>,
-    pub keys: KeyRing,
-    pub models: ModelRegistry,
-    /// Breakers, retry budget and timeouts of upstream calls (per instance).
-    pub router: Router,
-    pub draining: Arc<Draining>,
-    pub leases: Arc<ActiveLeases>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -156,7 +145,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
                 cors.is_some(),
                 cors.unwrap_or_default(),
             ))
-            .wrap(middleware::from_fn(crate::auth::authenticate_first))
+            .wrap(middleware::from_fn(routes::auth::authenticate_first))
             .wrap(middleware::from_fn(crate::metrics::track))
             .wrap(middleware::from_fn(routes::extract::request_id_header))
             .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{shutdown::ActiveLeases, startup::AppState, store::Store};
+use crate::{shutdown::ActiveLeases, state::AppState, store::Store};
 
 /// Holds a session's lease. Unless the turn was committed (which releases it in the same
 /// script), dropping it gives the lease back — also when the request is cancelled

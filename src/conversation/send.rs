@@ -14,14 +14,13 @@ use crate::{
     auth::Caller,
     domain::{
         message::{Role, Turn, message_id},
-        session::{StoredSession, UsageTotals, is_session_id, nano_usd_to_usd, new_id},
+        session::{StoredSession, UsageTotals, is_session_id, nano_usd_to_usd, new_id, now_ms},
         tokens::TokenCounter,
     },
     error::ApiError,
     llm::{ChatRequest, ChatResponse, registry::Model},
     metering::{Estimate, Metering, check_session_budget},
-    routes::now_ms,
-    startup::AppState,
+    state::AppState,
     store::{Admission, AdmitRequest, Admitted, Commit, CommitOutcome, IdempotencyClaim},
 };
 

@@ -27,7 +27,7 @@ use crate::{
         ChatRequest, ChatResponse, EventStream, ProviderError, StreamEvent, registry::Model,
         router::Attempt,
     },
-    startup::AppState,
+    state::AppState,
 };
 
 /// An upstream stream that has produced content, and how it was reached.

@@ -12,7 +12,7 @@ use crate::{
         registry::Model,
         router::{Attempt, RouteError},
     },
-    startup::AppState,
+    state::AppState,
 };
 
 /// The overall deadline of a request that calls upstream models, from now.

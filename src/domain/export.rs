@@ -6,12 +6,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::{
-    domain::{
-        message::{Role, Turn},
-        session::SessionConfig,
-    },
-    error::ApiError,
+use crate::domain::{
+    error::DomainError,
+    message::{Role, Turn},
+    session::SessionConfig,
 };
 
 /// The settings part of an export line, in the import format; unset options are left out.
@@ -53,7 +51,7 @@ pub fn timestamp(t: &DateTime<Utc>) -> String {
 }
 
 /// The opening of a session's export line, up to and including `"messages":[`.
-pub fn export_head(id: &str, c: &SessionConfig) -> Result<Vec<u8>, ApiError> {
+pub fn export_head(id: &str, c: &SessionConfig) -> Result<Vec<u8>, DomainError> {
     let head = ExportHead {
         session_id: id,
         user_id: c.user_id.as_deref(),
@@ -69,14 +67,14 @@ pub fn export_head(id: &str, c: &SessionConfig) -> Result<Vec<u8>, ApiError> {
         max_cost_usd: c.max_cost_usd,
         created_at: timestamp(&c.created_at),
     };
-    let mut out = serde_json::to_vec(&head).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut out = serde_json::to_vec(&head).map_err(|e| DomainError::Encoding(e.to_string()))?;
     out.pop(); // the closing brace: the messages follow
     out.extend_from_slice(br#","messages":["#);
     Ok(out)
 }
 
 /// Appends one message of an export line (with its leading comma unless it is the first).
-pub fn export_message(out: &mut Vec<u8>, turn: &Turn, first: bool) -> Result<(), ApiError> {
+pub fn export_message(out: &mut Vec<u8>, turn: &Turn, first: bool) -> Result<(), DomainError> {
     if !first {
         out.push(b',');
     }
@@ -85,7 +83,7 @@ pub fn export_message(out: &mut Vec<u8>, turn: &Turn, first: bool) -> Result<(),
         content: &turn.content,
         created_at: timestamp(&turn.created_at),
     };
-    serde_json::to_writer(&mut *out, &message).map_err(|e| ApiError::Internal(e.to_string()))
+    serde_json::to_writer(&mut *out, &message).map_err(|e| DomainError::Encoding(e.to_string()))
 }
 
 /// The end of a session's export line.

@@ -1,6 +1,7 @@
 //! The domain: sessions, turns, token counting and the context builder. No I/O here.
 
 pub mod context;
+pub mod error;
 pub mod export;
 pub mod message;
 pub mod session;

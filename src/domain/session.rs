@@ -4,7 +4,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use crate::domain::error::DomainError;
 
 /// Everything fixed about a session apart from its counters. Stored as one JSON document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,15 +141,15 @@ impl SessionConfig {
     }
 
     /// Checks every rule a session's settings must follow, naming the first field at fault.
-    pub fn validate(&self, limits: &Limits) -> Result<(), ApiError> {
+    pub fn validate(&self, limits: &Limits) -> Result<(), DomainError> {
         let Some(context_tokens) = limits.models.context_tokens(&self.model) else {
-            return Err(ApiError::invalid(
+            return Err(DomainError::invalid(
                 "model",
                 format!("unknown model `{}`", self.model),
             ));
         };
         if self.fallback_models.len() > MAX_FALLBACKS {
-            return Err(ApiError::invalid(
+            return Err(DomainError::invalid(
                 "fallback_models",
                 format!("at most {MAX_FALLBACKS} models"),
             ));
@@ -159,7 +159,7 @@ impl SessionConfig {
             .iter()
             .find(|m| limits.models.context_tokens(m).is_none())
         {
-            return Err(ApiError::invalid(
+            return Err(DomainError::invalid(
                 "fallback_models",
                 format!("unknown model `{unknown}`"),
             ));
@@ -169,7 +169,7 @@ impl SessionConfig {
             .as_ref()
             .is_some_and(|p| p.len() > MAX_SYSTEM_PROMPT_BYTES)
         {
-            return Err(ApiError::invalid(
+            return Err(DomainError::invalid(
                 "system_prompt",
                 format!("at most {MAX_SYSTEM_PROMPT_BYTES} bytes"),
             ));
@@ -199,10 +199,13 @@ impl SessionConfig {
             limits.max_ttl_seconds,
         )?;
         if self.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
-            return Err(ApiError::invalid("temperature", "must be between 0 and 2"));
+            return Err(DomainError::invalid(
+                "temperature",
+                "must be between 0 and 2",
+            ));
         }
         if self.max_cost_usd.is_some_and(|c| !c.is_finite() || c < 0.0) {
-            return Err(ApiError::invalid(
+            return Err(DomainError::invalid(
                 "max_cost_usd",
                 "must be a non-negative number",
             ));
@@ -210,13 +213,13 @@ impl SessionConfig {
         if let Some(user) = &self.user_id
             && !is_user_id(user)
         {
-            return Err(ApiError::invalid(
+            return Err(DomainError::invalid(
                 "user_id",
                 "1 to 256 characters, no control characters",
             ));
         }
         if serde_json::to_vec(&self.metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
-            return Err(ApiError::invalid(
+            return Err(DomainError::invalid(
                 "metadata",
                 format!("at most {MAX_METADATA_BYTES} bytes"),
             ));
@@ -231,9 +234,9 @@ fn replace<T>(slot: &mut T, new: Option<T>) {
     }
 }
 
-fn check_range(field: &str, value: Option<u64>, min: u64, max: u64) -> Result<(), ApiError> {
+fn check_range(field: &str, value: Option<u64>, min: u64, max: u64) -> Result<(), DomainError> {
     match value {
-        Some(v) if v < min || v > max => Err(ApiError::invalid(
+        Some(v) if v < min || v > max => Err(DomainError::invalid(
             field,
             format!("must be between {min} and {max}"),
         )),
@@ -252,6 +255,11 @@ pub fn is_session_id(s: &str) -> bool {
         && s.len() <= 128
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The wall clock in milliseconds, as the store keeps activity times.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
 }
 
 /// A fresh opaque id with 128 random bits.

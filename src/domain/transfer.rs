@@ -9,12 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::{
-    domain::{
-        message::Role,
-        session::{Limits, SessionConfig, is_session_id},
-    },
-    error::{ApiError, from_json_error},
+use crate::domain::{
+    error::{DomainError, from_json_error},
+    message::Role,
+    session::{Limits, SessionConfig, is_session_id},
 };
 
 /// `?mode=` of an import.
@@ -114,7 +112,7 @@ pub struct ValidItem {
 
 /// Decodes one item. The fast decoder runs first; only a failure is decoded again with
 /// path tracking, so that the error names the field (`messages[3].role`).
-pub fn parse_record(bytes: &[u8]) -> Result<SessionRecord, ApiError> {
+pub fn parse_record(bytes: &[u8]) -> Result<SessionRecord, DomainError> {
     match serde_json::from_slice(bytes) {
         Ok(record) => Ok(record),
         Err(_) => {
@@ -123,50 +121,33 @@ pub fn parse_record(bytes: &[u8]) -> Result<SessionRecord, ApiError> {
                 Ok(_) => return serde_json::from_slice(bytes).map_err(syntax_error),
                 Err(err) => err,
             };
-            Err(prefixed(from_json_error(err)))
+            Err(from_json_error(err).prefixed())
         }
     }
 }
 
-fn syntax_error(err: serde_json::Error) -> ApiError {
-    ApiError::InvalidRequest {
-        message: format!("malformed JSON: {err}"),
-        field: None,
-    }
-}
-
-/// Item errors are read without their HTTP envelope: the message starts with the field.
-pub fn prefixed(err: ApiError) -> ApiError {
-    match err {
-        ApiError::InvalidRequest {
-            message,
-            field: Some(field),
-        } if !message.starts_with(&field) => ApiError::InvalidRequest {
-            message: format!("{field}: {message}"),
-            field: Some(field),
-        },
-        other => other,
-    }
+fn syntax_error(err: serde_json::Error) -> DomainError {
+    DomainError::malformed(format!("malformed JSON: {err}"))
 }
 
 /// Checks one decoded item against the rules of its mode, naming the first field at fault.
-pub fn validate(record: SessionRecord, rules: &ImportRules) -> Result<ValidItem, ApiError> {
+pub fn validate(record: SessionRecord, rules: &ImportRules) -> Result<ValidItem, DomainError> {
     if let Some(id) = &record.session_id
         && !is_session_id(id)
     {
-        return Err(ApiError::invalid(
+        return Err(DomainError::invalid(
             "session_id",
             "1 to 128 characters: letters, digits, - and _",
         ));
     }
     if rules.mode != ImportMode::Create && record.session_id.is_none() {
-        return Err(ApiError::invalid(
+        return Err(DomainError::invalid(
             "session_id",
             format!("required in {} mode", rules.mode.as_str()),
         ));
     }
     if record.messages.len() > rules.max_messages {
-        return Err(ApiError::invalid(
+        return Err(DomainError::invalid(
             "messages",
             format!("at most {} messages per session", rules.max_messages),
         ));
@@ -176,7 +157,7 @@ pub fn validate(record: SessionRecord, rules: &ImportRules) -> Result<ValidItem,
         .iter()
         .position(|m| m.content.len() > rules.max_content_bytes)
     {
-        return Err(ApiError::invalid(
+        return Err(DomainError::invalid(
             format!("messages[{i}].content"),
             format!("at most {} bytes", rules.max_content_bytes),
         ));
@@ -198,7 +179,7 @@ pub fn validate(record: SessionRecord, rules: &ImportRules) -> Result<ValidItem,
 }
 
 /// Append adds history only: settings in the item would be silently dropped, so they are refused.
-fn append_only(record: &SessionRecord) -> Result<(), ApiError> {
+fn append_only(record: &SessionRecord) -> Result<(), DomainError> {
     let given = [
         ("user_id", record.user_id.is_some()),
         ("model", record.model.is_some()),
@@ -214,7 +195,7 @@ fn append_only(record: &SessionRecord) -> Result<(), ApiError> {
         ("created_at", record.created_at.is_some()),
     ];
     match given.iter().find(|(_, present)| *present) {
-        Some((field, _)) => Err(ApiError::invalid(
+        Some((field, _)) => Err(DomainError::invalid(
             *field,
             "append mode adds messages only: give session_id and messages",
         )),
@@ -246,20 +227,23 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
+    fn message_and_field(err: DomainError) -> (String, Option<String>) {
+        match err {
+            DomainError::Invalid { message, field } => (message, field),
+            other => panic!("not an invalid-request error: {other:?}"),
+        }
+    }
+
     #[test]
     fn errors_name_the_field_of_the_item() {
         let line =
             br#"{"messages":[{"role":"user","content":"a"},{"role":"robot","content":"b"}]}"#;
-        let err = parse_record(line).unwrap_err();
-        let body = err.body();
+        let (message, field) = message_and_field(parse_record(line).unwrap_err());
         assert!(
-            body["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("messages[1].role: unknown variant"),
-            "{body}"
+            message.starts_with("messages[1].role: unknown variant"),
+            "{message}"
         );
-        assert_eq!(body["field"], "messages[1].role");
+        assert_eq!(field.as_deref(), Some("messages[1].role"));
     }
 
     #[test]
@@ -271,19 +255,14 @@ mod tests {
             "2024-05-01T08:00:00Z"
         );
         let bad = br#"{"messages":[{"role":"user","content":"a","created_at":"2024-05-01"}]}"#;
-        let body = parse_record(bad).unwrap_err().body();
-        assert_eq!(body["field"], "messages[0].created_at", "{body}");
+        let (_, field) = message_and_field(parse_record(bad).unwrap_err());
+        assert_eq!(field.as_deref(), Some("messages[0].created_at"));
     }
 
     #[test]
     fn malformed_json_names_no_field() {
-        let body = parse_record(b"{\"messages\": [").unwrap_err().body();
-        assert!(body.get("field").is_none());
-        assert!(
-            body["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("malformed JSON")
-        );
+        let (message, field) = message_and_field(parse_record(b"{\"messages\": [").unwrap_err());
+        assert!(field.is_none());
+        assert!(message.starts_with("malformed JSON"));
     }
 }

@@ -22,7 +22,7 @@ use crate::{
     domain::session::{StoredSession, nano_usd_to_usd},
     error::ApiError,
     llm::{Usage, registry::Model},
-    startup::AppState,
+    state::AppState,
     store::{
         Store,
         metering::{Reservation, ReserveOutcome, Settlement, UsageRow},

@@ -13,7 +13,7 @@ use crate::{
     auth::{Admin, api_keys},
     config::is_name,
     error::ApiError,
-    startup::AppState,
+    state::AppState,
     store::{WriteOutcome, keys::KeyRecord},
 };
 

@@ -9,7 +9,7 @@ use super::{extract::ApiJson, owned_session};
 use crate::{
     auth::{Caller, client_tokens},
     error::ApiError,
-    startup::AppState,
+    state::AppState,
     store::keys::ClientTokenRecord,
 };
 

@@ -15,7 +15,7 @@ use tracing_actix_web::RequestId;
 
 use crate::{
     error::{ApiError, from_json_error},
-    startup::AppState,
+    state::AppState,
 };
 
 /// A JSON body decoded strictly: unknown fields, wrong types, bad UTF-8, malformed JSON

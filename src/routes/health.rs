@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, get, web};
 use serde_json::json;
 
-use crate::{auth::Caller, error::ApiError, startup::AppState};
+use crate::{auth::Caller, error::ApiError, state::AppState};
 
 pub fn configure(cfg: &mut super::Routes) {
     cfg.service(healthz)

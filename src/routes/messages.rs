@@ -14,7 +14,7 @@ use crate::{
         stream,
     },
     error::ApiError,
-    startup::AppState,
+    state::AppState,
     store::IdempotencyClaim,
 };
 

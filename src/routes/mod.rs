@@ -1,6 +1,7 @@
 //! HTTP only: parse, call the domain and the store, map the answer.
 
 mod admin;
+pub mod auth;
 mod client_tokens;
 pub mod cors;
 pub mod docs;
@@ -13,13 +14,11 @@ mod transfer;
 mod usage;
 mod users;
 
-use chrono::Utc;
-
 use crate::{
     auth::Caller,
     domain::session::{StoredSession, is_session_id},
     error::ApiError,
-    startup::AppState,
+    state::AppState,
 };
 
 /// Route registration that also builds the OpenAPI document: a handler registered here
@@ -54,10 +53,6 @@ pub(crate) async fn owned_session(
         Some(session) if session.config.tenant == caller.tenant => Ok(session),
         _ => Err(ApiError::SessionNotFound),
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 /// `?limit=` shared by the paginated listings.

@@ -32,7 +32,7 @@ use crate::{
     error::ApiError,
     llm::{ChatMessage, ChatRequest, Usage, registry::Model},
     metering::{Estimate, Metering},
-    startup::AppState,
+    state::AppState,
 };
 
 pub fn configure(cfg: &mut super::Routes) {

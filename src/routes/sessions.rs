@@ -5,7 +5,8 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{extract::ApiJson, now_ms, owned_session, page_limit};
+use super::{extract::ApiJson, owned_session, page_limit};
+use crate::domain::session::now_ms;
 use crate::{
     auth::Caller,
     domain::{
@@ -16,7 +17,7 @@ use crate::{
         },
     },
     error::ApiError,
-    startup::AppState,
+    state::AppState,
     store::WriteOutcome,
 };
 

@@ -9,12 +9,13 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 
-use super::{now_ms, owned_session};
+use super::owned_session;
+use crate::domain::session::now_ms;
 use crate::{
     auth::Caller,
     domain::{session::is_user_id, transfer::ImportMode},
     error::ApiError,
-    startup::AppState,
+    state::AppState,
     transfer::{self, export, idempotency, source::Format},
 };
 

@@ -9,7 +9,7 @@ use crate::{
     auth::Caller,
     error::ApiError,
     metering::usage::{GroupBy, MAX_DAYS, days, earliest_from, summarize},
-    startup::AppState,
+    state::AppState,
 };
 
 pub fn configure(cfg: &mut super::Routes) {

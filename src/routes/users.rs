@@ -5,12 +5,13 @@ use futures_util::future::try_join_all;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{now_ms, page_limit};
+use super::page_limit;
+use crate::domain::session::now_ms;
 use crate::{
     auth::Caller,
     domain::session::{SessionView, is_user_id},
     error::ApiError,
-    startup::AppState,
+    state::AppState,
 };
 
 pub fn configure(cfg: &mut super::Routes) {

@@ -10,7 +10,7 @@ use futures_util::Stream;
 use crate::{
     domain::export::{EXPORT_TAIL, export_head, export_message},
     error::ApiError,
-    startup::AppState,
+    state::AppState,
 };
 
 /// Turns read per store call.
@@ -84,7 +84,7 @@ impl Export {
                 total: session.message_count,
                 next: 0,
             });
-            return Some(head.map(Bytes::from));
+            return Some(head.map(Bytes::from).map_err(ApiError::from));
         }
     }
 

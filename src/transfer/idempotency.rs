@@ -13,9 +13,7 @@ use std::time::Duration;
 use actix_web::web;
 use tokio::task::JoinHandle;
 
-use crate::{
-    domain::session::new_id, error::ApiError, startup::AppState, store::import::ImportKey,
-};
+use crate::{domain::session::new_id, error::ApiError, state::AppState, store::import::ImportKey};
 
 pub enum Begin {
     /// The key is ours: run the import, then [`Claim::finish`].

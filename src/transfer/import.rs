@@ -17,7 +17,7 @@ use super::{
 use crate::{
     domain::transfer::ImportMode,
     error::ApiError,
-    startup::AppState,
+    state::AppState,
     store::import::{ImportOutcome, SessionHead},
 };
 

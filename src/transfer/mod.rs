@@ -23,7 +23,7 @@ use self::{
     idempotency::Begin,
     source::{Chunks, Format, Source},
 };
-use crate::{domain::transfer::ImportMode, error::ApiError, startup::AppState};
+use crate::{domain::transfer::ImportMode, error::ApiError, state::AppState};
 
 /// Runs one import request and returns its answer (JSON), replayed or fresh.
 pub async fn run_import(

@@ -11,10 +11,10 @@ use crate::{
         message::{Role, Turn, message_id},
         session::{Limits, new_id},
         tokens::{TokenCounter, Tokenizer},
-        transfer::{ImportMode, ImportRules, ValidItem, parse_record, prefixed, validate},
+        transfer::{ImportMode, ImportRules, ValidItem, parse_record, validate},
     },
     error::ApiError,
-    startup::AppState,
+    state::AppState,
     store::import::{ImportWrite, SessionHead},
 };
 
@@ -40,7 +40,7 @@ pub(super) fn check(state: &AppState, tenant: &str, mode: ImportMode, raw: RawIt
     };
     let record = match parse_record(&bytes) {
         Ok(record) => record,
-        Err(err) => return Step::Failed(None, err),
+        Err(err) => return Step::Failed(None, err.into()),
     };
     let id = record.session_id.clone();
     let defaults = &state.settings.sessions;
@@ -58,7 +58,7 @@ pub(super) fn check(state: &AppState, tenant: &str, mode: ImportMode, raw: RawIt
     };
     match validate(record, &rules) {
         Ok(item) => Step::Valid(item),
-        Err(err) => Step::Failed(id, prefixed(err)),
+        Err(err) => Step::Failed(id, err.prefixed().into()),
     }
 }
 

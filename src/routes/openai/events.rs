@@ -22,7 +22,7 @@ use crate::{
     error::ApiError,
     llm::{ChatMessage, ChatResponse, Usage, registry::Model},
     metering::Metering,
-    startup::AppState,
+    state::AppState,
 };
 
 pub struct ChunkWriter {

@@ -1,0 +1,117 @@
+//! The domain's own failures. The pure layer knows nothing of HTTP: [`crate::error`]
+//! maps these, once, into the contract's error bodies.
+
+/// What went wrong in a domain rule or decoding step.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DomainError {
+    /// A value breaks a rule; `field` names it when one field is at fault.
+    #[error("invalid request")]
+    Invalid {
+        message: String,
+        field: Option<String>,
+    },
+    /// Something we produced could not be serialized: a bug, never the caller's fault.
+    #[error("encoding failed: {0}")]
+    Encoding(String),
+}
+
+pub type DomainResult<T> = Result<T, DomainError>;
+
+impl DomainError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        DomainError::Invalid {
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    /// An invalid value no single field is to blame for (malformed JSON, say).
+    pub fn malformed(message: impl Into<String>) -> Self {
+        DomainError::Invalid {
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// Item errors are read without their HTTP envelope: the message starts with the field.
+    pub fn prefixed(self) -> Self {
+        match self {
+            DomainError::Invalid {
+                message,
+                field: Some(field),
+            } if !message.starts_with(&field) => DomainError::Invalid {
+                message: format!("{field}: {message}"),
+                field: Some(field),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Turns a serde error into [`DomainError::Invalid`], naming the field at fault when serde knows it.
+pub fn from_json_error(err: serde_path_to_error::Error<serde_json::Error>) -> DomainError {
+    use serde_json::error::Category;
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    match inner.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            DomainError::malformed(format!("malformed JSON: {inner}"))
+        }
+        // The path names the field at fault, an unknown field included.
+        Category::Data => DomainError::Invalid {
+            message: without_value(&inner.to_string()),
+            field: (path != "." && path != "?").then_some(path),
+        },
+    }
+}
+
+/// serde quotes the offending value ("invalid type: string \"…\", expected u64"); the
+/// message keeps only its kind, so no request content ends up in an error body.
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((found, expected)) = rest.split_once(", expected ")
+        {
+            let kind = found.split_whitespace().next().unwrap_or("value");
+            return format!("{prefix}{kind}, expected {expected}");
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((_, expected)) = rest.split_once("`, expected ")
+    {
+        return format!("unknown variant, expected {expected}");
+    }
+    message.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn serde_messages_lose_the_offending_value() {
+        let cases = [
+            (
+                r#"{"a": "secret text"}"#,
+                "invalid type: string, expected u64",
+            ),
+            (r#"{"a": -7}"#, "invalid value: integer, expected u64"),
+        ];
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Body {
+            a: u64,
+        }
+        for (json, expected) in cases {
+            let mut de = serde_json::Deserializer::from_str(json);
+            let err = serde_path_to_error::deserialize::<_, Body>(&mut de).unwrap_err();
+            let DomainError::Invalid { message, field } = from_json_error(err) else {
+                panic!("not an invalid-request error");
+            };
+            assert!(message.starts_with(expected), "{message}");
+            assert_eq!(field.as_deref(), Some("a"));
+            assert!(!message.contains("secret") && !message.contains("-7"));
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The one [`AppState`] every handler reads. It sits below the routes and the
+//! conversation layer and depends on neither; [`crate::startup`] only assembles it.
+
+use std::sync::Arc;
+
+use crate::{
+    auth::KeyRing,
+    config::Settings,
+    llm::{registry::ModelRegistry, router::Router},
+    shutdown::{ActiveLeases, Draining},
+    store::Store,
+};
+
+/// Everything a request handler may need, built once.
+pub struct AppState {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub keys: KeyRing,
+    pub models: ModelRegistry,
+    /// Breakers, retry budget and timeouts of upstream calls (per instance).
+    pub router: Router,
+    pub draining: Arc<Draining>,
+    pub leases: Arc<ActiveLeases>,
+}
