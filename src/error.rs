@@ -20,6 +20,9 @@ pub struct FailedAttempt {
     pub error: String,
     /// Machine-readable cause: `server_error`, `timeout`, `content_filter`, `circuit_open`, …
     pub reason: &'static str,
+    /// The wait a rate-limited upstream asked for, in seconds.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 /// `Display` is what the logs show (request logging records it): it never carries

@@ -3,24 +3,36 @@
 use crate::{
     domain::{
         context::{ContextInput, build_context},
-        message::{Role, Turn},
+        message::{Message, Role, Turn},
         session::StoredSession,
         tokens::TokenCounter,
     },
     error::ApiError,
-    llm::{ChatMessage, registry::Model},
+    llm::registry::Model,
     store::{Store, tail_len},
 };
 
 /// The prompt of one turn and how it was chosen.
 #[derive(Debug)]
 pub struct Assembled {
-    /// System prompt, kept history, then the new message (when there is one).
-    pub messages: Vec<ChatMessage>,
+    /// System prompt, kept history, then the new turns.
+    pub messages: Vec<Message>,
     pub tokens: u32,
     pub budget: u32,
     /// Stored history turns left out of the prompt.
     pub dropped: u64,
+}
+
+/// What a prompt is built around, besides the stored history.
+pub struct Around<'a> {
+    /// The turns this send adds (none for a preview), with their cost.
+    pub new_turns: &'a [Message],
+    pub new_tokens: u32,
+    /// What the request's tool definitions cost.
+    pub tools_tokens: u32,
+    /// The newest stored turns that must be kept: the calls the new turns answer.
+    pub pinned: usize,
+    pub budget: u32,
 }
 
 /// The newest turns read first when the session has no `context_window`; grown fourfold
@@ -41,33 +53,33 @@ pub async fn read_tail(store: &dyn Store, session: &StoredSession) -> Result<Vec
     Ok(store.recent_turns(&session.id, count).await?)
 }
 
-/// Builds the context for `new_message` (or for a preview when it is `None`) from
-/// `history`, the newest stored turns. Reads further back only while the budget has room,
-/// so the cost follows the context size, not the length of the conversation.
+/// Builds the context from `history`, the newest stored turns. Reads further back only
+/// while the budget has room, so the cost follows the context size, not the length of the
+/// conversation.
 pub async fn assemble(
     store: &dyn Store,
     session: &StoredSession,
     model: &Model,
-    new_message: Option<(&str, u32)>,
-    budget: u32,
+    around: &Around<'_>,
     mut history: Vec<Turn>,
 ) -> Result<Assembled, ApiError> {
     let counter = TokenCounter::shared();
     let system = session.config.system_prompt.as_deref();
-    let system_tokens = system.map(|p| counter.count_message(model.tokenizer, Role::System, p));
+    let system_tokens = system.map_or(0, |p| {
+        counter.count_message(model.tokenizer, Role::System, p)
+    });
     let window = session.config.context_window.map(|w| w as usize);
     let plan = loop {
         let input = ContextInput {
-            system_tokens,
+            prefix_tokens: system_tokens.saturating_add(around.tools_tokens),
             history: &history,
-            new_message_tokens: new_message.map_or(0, |(_, tokens)| tokens),
+            history_complete: history.len() as u64 >= session.message_count,
+            pinned: around.pinned,
+            new_message_tokens: around.new_tokens,
             window,
-            budget,
+            budget: around.budget,
         };
-        let plan = build_context(&input).map_err(|e| ApiError::ContextExceeded {
-            max_tokens: e.max_tokens,
-            current_tokens: e.current_tokens,
-        })?;
+        let plan = build_context(&input)?;
         let more_stored = (history.len() as u64) < session.message_count;
         if more_stored && plan.wants_more_history(&input) {
             let wider = history.len().saturating_mul(4).max(FIRST_CHUNK);
@@ -81,27 +93,16 @@ pub async fn assemble(
         break plan;
     };
     let kept = plan.kept_turns(&history);
-    let mut messages = Vec::with_capacity(kept.len() + 2);
+    let mut messages = Vec::with_capacity(kept.len() + around.new_turns.len() + 1);
     if let Some(prompt) = system {
-        messages.push(ChatMessage {
-            role: Role::System,
-            content: prompt.to_string(),
-        });
+        messages.push(Message::text(Role::System, prompt));
     }
-    messages.extend(kept.iter().map(|t| ChatMessage {
-        role: t.role,
-        content: t.content.clone(),
-    }));
-    if let Some((content, _)) = new_message {
-        messages.push(ChatMessage {
-            role: Role::User,
-            content: content.to_string(),
-        });
-    }
+    messages.extend(kept.iter().map(|t| t.message.clone()));
+    messages.extend(around.new_turns.iter().cloned());
     Ok(Assembled {
         messages,
         tokens: plan.tokens,
-        budget,
+        budget: around.budget,
         dropped: session.message_count.saturating_sub(kept.len() as u64),
     })
 }

@@ -6,19 +6,22 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::{
-    context::{Assembled, FIRST_CHUNK, assemble, budget},
+    context::{Around, Assembled, FIRST_CHUNK, assemble, budget},
     lease::Lease,
     upstream,
 };
 use crate::{
     auth::Caller,
     domain::{
-        message::{Role, Turn, message_id},
+        message::{Message, Turn, message_id},
+        params::Params,
         session::{StoredSession, UsageTotals, is_session_id, nano_usd_to_usd, new_id, now_ms},
         tokens::TokenCounter,
+        tools::{self, ResponseFormat, Tool, ToolCall, ToolChoice},
+        turns::{FieldName, check_new_turns, pending_calls},
     },
     error::ApiError,
-    llm::{ChatRequest, ChatResponse, registry::Model},
+    llm::{ChatRequest, ChatResponse, Options, registry::Model},
     metering::{Estimate, Metering, check_session_budget},
     state::AppState,
     store::{Admission, AdmitRequest, Admitted, Commit, CommitOutcome, IdempotencyClaim},
@@ -27,10 +30,20 @@ use crate::{
 /// What the client asked for, already decoded.
 #[derive(Debug, Clone)]
 pub struct SendInput {
-    pub content: String,
+    /// The new turns: a user turn, or the results of the last answer's tool calls.
+    pub turns: Vec<Message>,
+    /// How errors name the field of a new turn, as the client sent it.
+    pub turn_field: fn(usize, &str) -> String,
     pub model: Option<String>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
+    /// `None` uses the session's tools (`Some(vec![])`: none this time).
+    pub tools: Option<Vec<Tool>>,
+    pub tool_choice: Option<ToolChoice>,
+    /// `None` uses the session's format.
+    pub response_format: Option<ResponseFormat>,
+    pub params: Params,
+    pub extra: serde_json::Map<String, serde_json::Value>,
     pub idempotency: Option<IdempotencyClaim>,
 }
 
@@ -40,9 +53,11 @@ pub struct Prepared {
     /// The models to try, in order.
     pub chain: Vec<Arc<Model>>,
     pub assembled: Assembled,
-    pub user_turn: Turn,
+    /// The new turns as they will be stored.
+    pub new_turns: Vec<Turn>,
     pub max_tokens: u32,
     pub temperature: Option<f32>,
+    pub options: Arc<Options>,
     pub lease: Lease,
     pub idempotency: Option<IdempotencyClaim>,
     /// The key's token-limit and budget reservation, settled by `finish`.
@@ -60,6 +75,12 @@ pub struct SendResponse {
     pub session_id: String,
     pub message_id: String,
     pub assistant_message: String,
+    /// The calls the answer makes; the next send brings their results.
+    pub tool_calls: Vec<ToolCall>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    /// OpenAI's words: `stop`, `length`, `tool_calls`, `content_filter`.
+    pub finish_reason: &'static str,
     pub model_used: String,
     pub fallback_count: usize,
     pub usage: TokenUsage,
@@ -80,6 +101,20 @@ pub struct ContextReport {
     pub tokens: u32,
     pub dropped_messages: u64,
     pub budget_tokens: u32,
+}
+
+impl SendResponse {
+    /// The answer as a chat message.
+    pub fn assistant(&self) -> Message {
+        Message {
+            tool_calls: self.tool_calls.clone(),
+            refusal: self.refusal.clone(),
+            ..Message::text(
+                crate::domain::message::Role::Assistant,
+                self.assistant_message.as_str(),
+            )
+        }
+    }
 }
 
 /// Checks the request, takes the lease and builds the prompt. Nothing is written yet.
@@ -128,20 +163,24 @@ pub async fn prepare(
     );
     let planned = plan(state, caller, &session, tail, &input).await;
     let planned = lease.release_on_err(planned).await?;
-    let user_turn = Turn {
-        id: message_id(session.message_count),
-        role: Role::User,
-        content: input.content,
-        created_at: Utc::now(),
-        tokens: planned.user_tokens,
-    };
+    let now = Utc::now();
+    let new_turns = (input.turns.into_iter().zip(planned.turn_tokens))
+        .zip(session.message_count..)
+        .map(|((message, tokens), index)| Turn {
+            id: message_id(index),
+            message,
+            created_at: now,
+            tokens,
+        })
+        .collect();
     Ok(Started::Ready(Box::new(Prepared {
         temperature: input.temperature.or(session.config.temperature),
         session,
         chain: planned.chain,
         assembled: planned.assembled,
-        user_turn,
+        new_turns,
         max_tokens: planned.max_tokens,
+        options: planned.options,
         lease,
         idempotency: input.idempotency,
         metering: planned.metering,
@@ -152,8 +191,10 @@ pub async fn prepare(
 struct Planned {
     chain: Vec<Arc<Model>>,
     assembled: Assembled,
-    user_tokens: u32,
+    /// The cost of each new turn.
+    turn_tokens: Vec<u32>,
     max_tokens: u32,
+    options: Arc<Options>,
     metering: Metering,
 }
 
@@ -166,6 +207,10 @@ async fn plan(
     tail: Vec<Turn>,
     input: &SendInput,
 ) -> Result<Planned, ApiError> {
+    let pending = pending_calls(&tail);
+    let max_bytes = state.settings.sessions.max_message_bytes;
+    let field: FieldName = &input.turn_field;
+    check_new_turns(&input.turns, pending, max_bytes, field)?;
     let chain = model_chain(state, session, input.model.as_deref())?;
     let Some(primary) = chain.first().cloned() else {
         return Err(ApiError::invalid("model", "no model to call"));
@@ -174,12 +219,20 @@ async fn plan(
         .max_tokens
         .or(session.config.max_tokens)
         .unwrap_or(state.settings.sessions.default_max_tokens);
-    let user_tokens =
-        TokenCounter::shared().count_message(primary.tokenizer, Role::User, &input.content);
-    let budget = budget(session, &primary, max_tokens);
-    let new_message = Some((input.content.as_str(), user_tokens));
+    let options = Arc::new(options(session, input)?);
+    let counter = TokenCounter::shared();
+    let turn_tokens: Vec<u32> = (input.turns.iter())
+        .map(|turn| counter.count_turn(primary.tokenizer, turn))
+        .collect();
+    let around = Around {
+        new_turns: &input.turns,
+        new_tokens: turn_tokens.iter().fold(0, |a, b| a.saturating_add(*b)),
+        tools_tokens: counter.count_tools(primary.tokenizer, &options.tools),
+        pinned: usize::from(!pending.is_empty()),
+        budget: budget(session, &primary, max_tokens),
+    };
     let store = state.store.as_ref();
-    let assembled = assemble(store, session, &primary, new_message, budget, tail).await?;
+    let assembled = assemble(store, session, &primary, &around, tail).await?;
     // Caps and the token limit are checked on the worst case, before any upstream call.
     let estimate = Estimate::for_chain(&chain, assembled.tokens, max_tokens);
     check_session_budget(session, &estimate)?;
@@ -187,10 +240,36 @@ async fn plan(
     Ok(Planned {
         chain,
         assembled,
-        user_tokens,
+        turn_tokens,
         max_tokens,
+        options,
         metering,
     })
+}
+
+/// The send's tools and format, else the session's; checked together.
+fn options(session: &StoredSession, input: &SendInput) -> Result<Options, ApiError> {
+    let config = &session.config;
+    let options = Options {
+        tools: input.tools.clone().unwrap_or_else(|| config.tools.clone()),
+        tool_choice: input.tool_choice.clone(),
+        response_format: (input.response_format.clone()).or_else(|| config.response_format.clone()),
+        params: input.params.clone(),
+        extra: input.extra.clone(),
+    };
+    tools::validate(
+        &options.tools,
+        options.tool_choice.as_ref(),
+        options.response_format.as_ref(),
+    )?;
+    options.params.validate()?;
+    if options.params.functions.is_some() || options.params.function_call.is_some() {
+        return Err(ApiError::invalid(
+            "functions",
+            "sessions keep tool calls: send `tools` instead of the deprecated `functions`",
+        ));
+    }
+    Ok(options)
 }
 
 fn known_model(state: &AppState, name: &str) -> Result<Arc<Model>, ApiError> {
@@ -232,6 +311,7 @@ impl Prepared {
             messages: self.assembled.messages.clone(),
             max_tokens: Some(self.max_tokens),
             temperature: self.temperature,
+            options: self.options.clone(),
         }
     }
 }
@@ -267,23 +347,27 @@ pub async fn finish(
         .cloned()
         .ok_or_else(|| ApiError::Internal("model index".into()))?;
     let counter = TokenCounter::shared();
-    let assistant_tokens = counter.count_message(model.tokenizer, Role::Assistant, &answer.content);
+    let assistant_tokens = counter.count_turn(model.tokenizer, &answer.message);
     let usage = answer.usage.unwrap_or(crate::llm::Usage {
         prompt_tokens: prepared.assembled.tokens,
-        completion_tokens: counter.count_text(model.tokenizer, &answer.content),
+        completion_tokens: counter.count_said(model.tokenizer, &answer.message),
     });
     let cost_nano_usd = model.cost_nano_usd(usage.prompt_tokens, usage.completion_tokens);
+    let finish_reason = crate::llm::finish_reason(answer.finish_reason.as_deref(), &answer.message);
+    let index = prepared.session.message_count + prepared.new_turns.len() as u64;
     let assistant_turn = Turn {
-        id: message_id(prepared.session.message_count + 1),
-        role: Role::Assistant,
-        content: answer.content,
+        id: message_id(index),
+        message: answer.message,
         created_at: Utc::now(),
         tokens: assistant_tokens,
     };
     let response = SendResponse {
         session_id: prepared.session.id.clone(),
         message_id: assistant_turn.id.clone(),
-        assistant_message: assistant_turn.content.clone(),
+        assistant_message: assistant_turn.message.content.text().into_owned(),
+        tool_calls: assistant_turn.message.tool_calls.clone(),
+        refusal: assistant_turn.message.refusal.clone(),
+        finish_reason,
         model_used: model.name.clone(),
         fallback_count: model_index,
         usage: TokenUsage {
@@ -304,7 +388,10 @@ pub async fn finish(
     let commit = Commit {
         lease_token: prepared.lease.token().to_string(),
         expected_len: prepared.session.message_count,
-        turns: vec![prepared.user_turn.clone(), assistant_turn],
+        turns: std::mem::take(&mut prepared.new_turns)
+            .into_iter()
+            .chain([assistant_turn])
+            .collect(),
         usage: UsageTotals {
             prompt_tokens: u64::from(usage.prompt_tokens),
             completion_tokens: u64::from(usage.completion_tokens),

@@ -14,7 +14,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
-use serde_json::json;
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
@@ -24,7 +23,7 @@ use super::{
 use crate::{
     error::ApiError,
     llm::{
-        ChatRequest, ChatResponse, EventStream, ProviderError, StreamEvent, registry::Model,
+        ChatRequest, ChatResponse, Delta, EventStream, ProviderError, StreamEvent, registry::Model,
         router::Attempt,
     },
     state::AppState,
@@ -43,7 +42,7 @@ pub struct Opened {
 /// How one kind of event stream writes its events.
 #[async_trait]
 pub trait EventWriter: Send + 'static {
-    fn delta(&mut self, text: &str) -> Bytes;
+    fn delta(&mut self, delta: &Delta) -> Bytes;
     /// The complete answer arrived: store it if there is something to store, and write
     /// the closing events.
     async fn done(&mut self, answer: ChatResponse) -> Result<Bytes, ApiError>;
@@ -143,7 +142,7 @@ async fn pump(
             }
         };
         let (bytes, last) = match next {
-            Ok(Some(Ok(StreamEvent::Delta(text)))) => (writer.delta(&text), false),
+            Ok(Some(Ok(StreamEvent::Delta(delta)))) => (writer.delta(&delta), false),
             Ok(Some(Ok(StreamEvent::Done(answer)))) => match writer.done(answer).await {
                 Ok(closing) => (closing, true),
                 Err(err) => (writer.error(&err).await, true),
@@ -189,8 +188,9 @@ struct SessionEvents {
 
 #[async_trait]
 impl EventWriter for SessionEvents {
-    fn delta(&mut self, text: &str) -> Bytes {
-        sse("delta", &json!({ "content": text }))
+    /// `{"content": …}`, with OpenAI's `tool_calls` pieces when the answer calls tools.
+    fn delta(&mut self, delta: &Delta) -> Bytes {
+        sse("delta", &delta.wire())
     }
 
     async fn done(&mut self, answer: ChatResponse) -> Result<Bytes, ApiError> {

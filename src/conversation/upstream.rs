@@ -23,16 +23,27 @@ pub fn deadline(state: &AppState) -> Instant {
 pub fn api_error(err: RouteError) -> ApiError {
     match err {
         RouteError::Deadline(_) => ApiError::UpstreamTimeout,
-        RouteError::Exhausted(attempts) => ApiError::UpstreamError {
-            attempts: attempts.iter().map(report).collect(),
+        RouteError::Exhausted(attempts) => match attempts.last() {
+            // No model of the chain could honour a parameter: the caller's to change.
+            Some(Attempt {
+                error: Some(ProviderError::Unsupported { param, message }),
+                ..
+            }) => ApiError::invalid(param.clone(), message.clone()),
+            _ => ApiError::UpstreamError {
+                attempts: attempts.iter().map(report).collect(),
+            },
         },
     }
 }
 
 pub fn report(attempt: &Attempt) -> FailedAttempt {
-    let status = match &attempt.error {
-        Some(ProviderError::Status { status, .. }) => Some(*status),
-        _ => None,
+    let (status, retry_after) = match &attempt.error {
+        Some(ProviderError::Status {
+            status,
+            retry_after,
+            ..
+        }) => (Some(*status), retry_after.map(|wait| wait.as_secs().max(1))),
+        _ => (None, None),
     };
     let error = attempt.error.as_ref().map_or_else(
         || "skipped: the model's circuit breaker is open".to_string(),
@@ -43,6 +54,7 @@ pub fn report(attempt: &Attempt) -> FailedAttempt {
         status,
         error,
         reason: attempt.reason(),
+        retry_after,
     }
 }
 

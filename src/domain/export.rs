@@ -7,9 +7,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::domain::{
+    content::Content,
     error::DomainError,
     message::{Role, Turn},
     session::SessionConfig,
+    tools::{ResponseFormat, Tool, ToolCall},
 };
 
 /// The settings part of an export line, in the import format; unset options are left out.
@@ -35,13 +37,25 @@ struct ExportHead<'a> {
     metadata: &'a Map<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "<[Tool]>::is_empty")]
+    tools: &'a [Tool],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<&'a ResponseFormat>,
     created_at: String,
 }
 
 #[derive(Serialize)]
 struct ExportMessage<'a> {
     role: Role,
-    content: &'a str,
+    content: &'a Content,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[ToolCall]>::is_empty")]
+    tool_calls: &'a [ToolCall],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<&'a str>,
     created_at: String,
 }
 
@@ -65,6 +79,8 @@ pub fn export_head(id: &str, c: &SessionConfig) -> Result<Vec<u8>, DomainError> 
         ttl_seconds: c.ttl_seconds,
         metadata: &c.metadata,
         max_cost_usd: c.max_cost_usd,
+        tools: &c.tools,
+        response_format: c.response_format.as_ref(),
         created_at: timestamp(&c.created_at),
     };
     let mut out = serde_json::to_vec(&head).map_err(|e| DomainError::Encoding(e.to_string()))?;
@@ -78,9 +94,14 @@ pub fn export_message(out: &mut Vec<u8>, turn: &Turn, first: bool) -> Result<(),
     if !first {
         out.push(b',');
     }
+    let m = &turn.message;
     let message = ExportMessage {
-        role: turn.role,
-        content: &turn.content,
+        role: m.role,
+        content: &m.content,
+        name: m.name.as_deref(),
+        tool_calls: &m.tool_calls,
+        tool_call_id: m.tool_call_id.as_deref(),
+        refusal: m.refusal.as_deref(),
         created_at: timestamp(&turn.created_at),
     };
     serde_json::to_writer(&mut *out, &message).map_err(|e| DomainError::Encoding(e.to_string()))

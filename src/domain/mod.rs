@@ -1,9 +1,13 @@
 //! The domain: sessions, turns, token counting and the context builder. No I/O here.
 
+pub mod content;
 pub mod context;
 pub mod error;
 pub mod export;
 pub mod message;
+pub mod params;
 pub mod session;
 pub mod tokens;
+pub mod tools;
 pub mod transfer;
+pub mod turns;

@@ -4,7 +4,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::domain::error::DomainError;
+use crate::domain::{
+    error::DomainError,
+    tools::{self, ResponseFormat, Tool},
+};
 
 /// Everything fixed about a session apart from its counters. Stored as one JSON document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,6 +24,12 @@ pub struct SessionConfig {
     pub ttl_seconds: u64,
     pub metadata: Map<String, Value>,
     pub max_cost_usd: Option<f64>,
+    /// Tools offered on every send that names none of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Tool>,
+    /// The answer format of every send that names none of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -60,6 +69,8 @@ pub struct CreateSession {
     pub user_id: Option<String>,
     pub metadata: Option<Map<String, Value>>,
     pub max_cost_usd: Option<f64>,
+    pub tools: Option<Vec<Tool>>,
+    pub response_format: Option<ResponseFormat>,
 }
 
 /// `PATCH /v1/sessions/{id}`: absent leaves a field alone, `null` clears a nullable one.
@@ -83,6 +94,10 @@ pub struct PatchSession {
     pub metadata: Option<Map<String, Value>>,
     #[serde(default, deserialize_with = "nullable")]
     pub max_cost_usd: Option<Option<f64>>,
+    /// Replaces the session's tools; `[]` removes them.
+    pub tools: Option<Vec<Tool>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub response_format: Option<Option<ResponseFormat>>,
 }
 
 /// Tells "absent" (outer `None`, via `default`) from "null" (`Some(None)`).
@@ -121,6 +136,8 @@ impl SessionConfig {
             ttl_seconds,
             metadata,
             max_cost_usd,
+            tools,
+            response_format,
         } = patch;
         replace(&mut self.model, model);
         replace(&mut self.fallback_models, fallback_models);
@@ -131,6 +148,8 @@ impl SessionConfig {
         replace(&mut self.temperature, temperature);
         replace(&mut self.ttl_seconds, ttl_seconds);
         replace(&mut self.max_cost_usd, max_cost_usd);
+        replace(&mut self.tools, tools);
+        replace(&mut self.response_format, response_format);
         for (key, value) in metadata.unwrap_or_default() {
             if value.is_null() {
                 self.metadata.remove(&key);
@@ -218,6 +237,7 @@ impl SessionConfig {
                 "1 to 256 characters, no control characters",
             ));
         }
+        tools::validate(&self.tools, None, self.response_format.as_ref())?;
         if serde_json::to_vec(&self.metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
             return Err(DomainError::invalid(
                 "metadata",
@@ -287,6 +307,8 @@ pub struct SessionView {
     pub user_id: Option<String>,
     pub metadata: Map<String, Value>,
     pub max_cost_usd: Option<f64>,
+    pub tools: Vec<Tool>,
+    pub response_format: Option<ResponseFormat>,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -325,6 +347,8 @@ impl From<StoredSession> for SessionView {
             user_id: c.user_id,
             metadata: c.metadata,
             max_cost_usd: c.max_cost_usd,
+            tools: c.tools,
+            response_format: c.response_format,
             created_at: c.created_at,
             last_activity_at: last,
             expires_at: last + ttl,

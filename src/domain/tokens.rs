@@ -15,6 +15,11 @@ use regex_automata::{
 
 use crate::domain::message::Role;
 
+mod chat;
+pub mod image;
+
+pub use chat::{AUDIO_PART_TOKENS, FILE_PART_TOKENS};
+
 /// Every chat message costs this much on top of its role and content tokens
 /// (the `<|start|>role … <|end|>` framing OpenAI documents).
 pub const TOKENS_PER_MESSAGE: u32 = 3;

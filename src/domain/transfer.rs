@@ -10,9 +10,11 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::domain::{
+    content::Content,
     error::{DomainError, from_json_error},
-    message::Role,
+    message::{Message, Role},
     session::{Limits, SessionConfig, is_session_id},
+    tools::{ResponseFormat, Tool, ToolCall},
 };
 
 /// `?mode=` of an import.
@@ -63,20 +65,52 @@ pub struct SessionRecord {
     pub ttl_seconds: Option<u64>,
     pub metadata: Option<Map<String, Value>>,
     pub max_cost_usd: Option<f64>,
+    pub tools: Option<Vec<Tool>>,
+    pub response_format: Option<ResponseFormat>,
     #[serde(default, deserialize_with = "rfc3339")]
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub messages: Vec<MessageRecord>,
 }
 
+/// A turn as exported: OpenAI's message fields, and when it was written. Exports of the
+/// first format (`role`, text `content`, `created_at`) read as they are.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRecord {
     pub role: Role,
-    pub content: String,
+    #[serde(default)]
+    pub content: Content,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tool_calls: Vec<ToolCall>,
+    pub tool_call_id: Option<String>,
+    pub refusal: Option<String>,
     /// Kept when given; the import time otherwise.
     #[serde(default, deserialize_with = "rfc3339")]
     pub created_at: Option<DateTime<Utc>>,
+}
+
+impl MessageRecord {
+    /// Only text: what nearly every imported turn is, counted the fast way.
+    pub fn is_plain(&self) -> bool {
+        matches!(self.content, Content::Text(_))
+            && self.name.is_none()
+            && self.tool_calls.is_empty()
+            && self.refusal.is_none()
+    }
+
+    pub fn into_message(self) -> Message {
+        Message {
+            role: self.role,
+            content: self.content,
+            name: self.name,
+            tool_calls: self.tool_calls,
+            tool_call_id: self.tool_call_id,
+            refusal: self.refusal,
+            function_call: None,
+        }
+    }
 }
 
 /// Timestamps must be RFC 3339 (any offset; stored in UTC); a bad one is an error naming
@@ -155,11 +189,21 @@ pub fn validate(record: SessionRecord, rules: &ImportRules) -> Result<ValidItem,
     if let Some(i) = record
         .messages
         .iter()
-        .position(|m| m.content.len() > rules.max_content_bytes)
+        .position(|m| m.content.byte_len() > rules.max_content_bytes)
     {
         return Err(DomainError::invalid(
             format!("messages[{i}].content"),
             format!("at most {} bytes", rules.max_content_bytes),
+        ));
+    }
+    if let Some(i) = record
+        .messages
+        .iter()
+        .position(|m| m.role == Role::Function)
+    {
+        return Err(DomainError::invalid(
+            format!("messages[{i}].role"),
+            "the deprecated function role is not kept; import tool turns",
         ));
     }
     let session_id = record.session_id.clone();
@@ -192,6 +236,8 @@ fn append_only(record: &SessionRecord) -> Result<(), DomainError> {
         ("ttl_seconds", record.ttl_seconds.is_some()),
         ("metadata", record.metadata.is_some()),
         ("max_cost_usd", record.max_cost_usd.is_some()),
+        ("tools", record.tools.is_some()),
+        ("response_format", record.response_format.is_some()),
         ("created_at", record.created_at.is_some()),
     ];
     match given.iter().find(|(_, present)| *present) {
@@ -217,6 +263,8 @@ fn into_config(record: SessionRecord, rules: &ImportRules) -> (SessionConfig, Ve
         ttl_seconds: record.ttl_seconds.unwrap_or(rules.default_ttl_seconds),
         metadata: record.metadata.unwrap_or_default(),
         max_cost_usd: record.max_cost_usd,
+        tools: record.tools.unwrap_or_default(),
+        response_format: record.response_format,
         created_at: record.created_at.unwrap_or_else(Utc::now),
     };
     (config, record.messages)

@@ -1,12 +1,17 @@
 //! A built-in model that needs no network and no key: it repeats the last user message
-//! and says how much context it received, which makes the context builder visible.
+//! and says how much context it received, which makes the context builder visible. It
+//! calls no tools and ignores sampling parameters.
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 
-use super::{ChatRequest, ChatResponse, EventStream, Provider, ProviderError, StreamEvent, Usage};
-use crate::domain::message::Role;
-use crate::domain::tokens::{REPLY_PRIMING_TOKENS, TokenCounter, Tokenizer};
+use super::{
+    ChatRequest, ChatResponse, Delta, EventStream, Provider, ProviderError, StreamEvent, Usage,
+};
+use crate::domain::{
+    message::{Message, Role},
+    tokens::{REPLY_PRIMING_TOKENS, TokenCounter, Tokenizer},
+};
 
 /// Echo counts like the modern OpenAI models, so its numbers match a real upstream's.
 const TOKENIZER: Tokenizer = Tokenizer::O200kBase;
@@ -24,14 +29,16 @@ impl EchoProvider {
         let prompt_tokens = request
             .messages
             .iter()
-            .map(|message| counter.count_message(TOKENIZER, message.role, &message.content))
-            .fold(REPLY_PRIMING_TOKENS, u32::saturating_add);
+            .map(|message| counter.count_turn(TOKENIZER, message))
+            .fold(REPLY_PRIMING_TOKENS, u32::saturating_add)
+            .saturating_add(counter.count_tools(TOKENIZER, &request.options.tools));
         let last_user = request
             .messages
             .iter()
             .rev()
             .find(|message| message.role == Role::User)
-            .map_or("", |message| message.content.as_str());
+            .map(|message| message.content.text())
+            .unwrap_or_default();
         let content = format!(
             "{last_user}\n\n[echo: {} messages, {prompt_tokens} prompt tokens]",
             request.messages.len()
@@ -41,8 +48,10 @@ impl EchoProvider {
                 prompt_tokens,
                 completion_tokens: counter.count_text(TOKENIZER, &content),
             }),
-            content,
+            message: Message::text(Role::Assistant, content),
             finish_reason: Some("stop".to_owned()),
+            logprobs: None,
+            system_fingerprint: None,
         }
     }
 }
@@ -55,8 +64,9 @@ impl Provider for EchoProvider {
 
     async fn stream(&self, request: &ChatRequest) -> Result<EventStream, ProviderError> {
         let answer = Self::answer(request);
-        let mut events: Vec<_> = word_pieces(&answer.content)
-            .map(|piece| Ok(StreamEvent::Delta(piece.to_owned())))
+        let text = answer.message.content.text().into_owned();
+        let mut events: Vec<_> = word_pieces(&text)
+            .map(|piece| Ok(StreamEvent::Delta(Delta::text(piece))))
             .collect();
         events.push(Ok(StreamEvent::Done(answer)));
         Ok(futures_util::stream::iter(events).boxed())
@@ -75,13 +85,9 @@ mod tests {
     use futures_util::StreamExt;
 
     use super::*;
-    use crate::llm::ChatMessage;
 
     fn request() -> ChatRequest {
-        let message = |role, content: &str| ChatMessage {
-            role,
-            content: content.to_owned(),
-        };
+        let message = |role, content: &str| Message::text(role, content);
         ChatRequest {
             model: "echo".to_owned(),
             messages: vec![
@@ -92,6 +98,7 @@ mod tests {
             ],
             max_tokens: None,
             temperature: None,
+            options: Default::default(),
         }
     }
 
@@ -102,12 +109,12 @@ mod tests {
         let expected_prompt: u32 = request()
             .messages
             .iter()
-            .map(|m| counter.count_message(TOKENIZER, m.role, &m.content))
+            .map(|m| counter.count_turn(TOKENIZER, m))
             .sum::<u32>()
             + REPLY_PRIMING_TOKENS;
         let expected =
             format!("hello world\n\n[echo: 4 messages, {expected_prompt} prompt tokens]");
-        assert_eq!(answer.content, expected);
+        assert_eq!(answer.message.content.text(), expected);
         let usage = answer.usage.unwrap();
         assert_eq!(usage.prompt_tokens, expected_prompt);
         assert_eq!(
@@ -131,11 +138,11 @@ mod tests {
         let joined: String = deltas
             .iter()
             .map(|event| match event {
-                StreamEvent::Delta(piece) => piece.as_str(),
+                StreamEvent::Delta(piece) => piece.content.as_str(),
                 StreamEvent::Done(_) => panic!("Done before the end"),
             })
             .collect();
-        assert_eq!(joined, complete.content);
+        assert_eq!(joined, complete.message.content.text());
         assert_eq!(done, &StreamEvent::Done(complete));
     }
 }

@@ -6,6 +6,7 @@
 //! retrying, falling back and giving up.
 
 pub mod anthropic;
+mod assembly;
 pub mod breaker;
 pub mod echo;
 pub mod openai;
@@ -19,25 +20,42 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
-use crate::{domain::message::Role, per_thread::PerThread};
+use serde_json::{Map, Value};
+
+use crate::{
+    domain::{
+        message::Message,
+        params::Params,
+        tools::{ResponseFormat, Tool, ToolChoice},
+    },
+    per_thread::PerThread,
+};
 
 /// The upstream HTTP client: one per server worker (see [`crate::per_thread`]).
 pub type HttpClient = Arc<PerThread<reqwest::Client>>;
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChatMessage {
-    pub role: Role,
-    pub content: String,
+/// Everything of a request besides its messages, length and temperature, as the client
+/// gave it. Shared by every attempt of the chain.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Options {
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    pub response_format: Option<ResponseFormat>,
+    pub params: Params,
+    /// Top-level fields no documentation names (a provider's own extensions, sent through
+    /// an SDK's `extra_body`): forwarded to OpenAI-compatible upstreams only.
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Clone, Debug)]
 pub struct ChatRequest {
     /// The model name the upstream knows (the configured `upstream_name`).
     pub model: String,
-    /// System prompt first (if any), then history, then the new message.
-    pub messages: Vec<ChatMessage>,
+    /// System prompt first (if any), then history, then the new turns.
+    pub messages: Vec<Message>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
+    pub options: Arc<Options>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,15 +66,77 @@ pub struct Usage {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChatResponse {
-    pub content: String,
+    /// The assistant's turn: text, tool calls, refusal.
+    pub message: Message,
     /// What the upstream reported; `None` when it reported nothing.
     pub usage: Option<Usage>,
     pub finish_reason: Option<String>,
+    pub logprobs: Option<Value>,
+    pub system_fingerprint: Option<String>,
+}
+
+/// One streamed piece of an answer, in the shape of an OpenAI chunk's `delta`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Delta {
+    pub content: String,
+    pub refusal: String,
+    pub tool_calls: Vec<ToolCallDelta>,
+    pub logprobs: Option<Value>,
+}
+
+/// A piece of the `index`-th tool call: the first one carries its id and name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolCallDelta {
+    pub index: u32,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
+impl Delta {
+    pub fn text(content: impl Into<String>) -> Delta {
+        Delta {
+            content: content.into(),
+            ..Delta::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.content.is_empty() && self.refusal.is_empty() && self.tool_calls.is_empty()
+    }
+
+    /// OpenAI's `delta` object: only the fields this piece carries.
+    pub fn wire(&self) -> Value {
+        let mut delta = Map::new();
+        if !self.content.is_empty() {
+            delta.insert("content".into(), self.content.clone().into());
+        }
+        if !self.refusal.is_empty() {
+            delta.insert("refusal".into(), self.refusal.clone().into());
+        }
+        if !self.tool_calls.is_empty() {
+            let calls = self.tool_calls.iter().map(|call| {
+                let mut function = Map::new();
+                if let Some(name) = &call.name {
+                    function.insert("name".into(), name.clone().into());
+                }
+                function.insert("arguments".into(), call.arguments.clone().into());
+                let mut wire = serde_json::json!({ "index": call.index, "function": function });
+                if let Some(id) = &call.id {
+                    wire["id"] = id.clone().into();
+                    wire["type"] = "function".into();
+                }
+                wire
+            });
+            delta.insert("tool_calls".into(), calls.collect());
+        }
+        Value::Object(delta)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamEvent {
-    Delta(String),
+    Delta(Delta),
     /// The stream ended properly; carries the whole answer and the usage.
     Done(ChatResponse),
 }
@@ -83,6 +163,32 @@ pub enum ProviderError {
     /// The stream ended before its terminator.
     #[error("the upstream stream ended early")]
     StreamCut,
+    /// The provider's API has no way to honour a parameter of the request; nothing was
+    /// sent. Another model of the chain may honour it.
+    #[error("{message}")]
+    Unsupported { param: String, message: String },
+}
+
+impl ProviderError {
+    pub(crate) fn unsupported(param: impl Into<String>, provider: &str) -> ProviderError {
+        let param = param.into();
+        let message = format!("`{param}` cannot be honoured by the {provider} API");
+        ProviderError::Unsupported { param, message }
+    }
+}
+
+/// Why an answer ended, in OpenAI's words whatever the provider said: `stop`, `length`,
+/// `tool_calls`, `content_filter` (or `function_call` for the deprecated functions API).
+/// Some servers say `stop` after calling tools; the calls decide.
+pub fn finish_reason(reason: Option<&str>, answer: &Message) -> &'static str {
+    match reason {
+        Some("length" | "max_tokens") => "length",
+        Some("content_filter" | "refusal") => "content_filter",
+        Some("function_call") => "function_call",
+        _ if !answer.tool_calls.is_empty() => "tool_calls",
+        Some("tool_calls" | "tool_use") => "tool_calls",
+        _ => "stop",
+    }
 }
 
 /// What an error status means, as far as the body tells.
@@ -259,7 +365,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 /// What a provider made of one server-sent event.
 pub(crate) enum Decoded {
     Skip,
-    Delta(String),
+    Delta(Delta),
     /// The terminator arrived; nothing after it is read.
     Finished(ChatResponse),
 }
@@ -285,8 +391,8 @@ pub(crate) fn drive_sse(response: reqwest::Response, decoder: impl SseDecoder) -
             };
             return match decoded {
                 Ok(Decoded::Skip) => continue,
-                Ok(Decoded::Delta(text)) => {
-                    Some((Ok(StreamEvent::Delta(text)), Some((events, decoder))))
+                Ok(Decoded::Delta(delta)) => {
+                    Some((Ok(StreamEvent::Delta(delta)), Some((events, decoder))))
                 }
                 Ok(Decoded::Finished(response)) => Some((Ok(StreamEvent::Done(response)), None)),
                 Err(err) => Some((Err(err), None)),

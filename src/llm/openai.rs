@@ -1,13 +1,24 @@
 //! Any OpenAI-compatible `/chat/completions` API (OpenAI, vLLM, llama.cpp, Ollama, …).
+//!
+//! Messages, tools and every documented parameter go out as the client gave them, and so
+//! do top-level fields no documentation names (a provider's own extensions). Two roles
+//! are respelled for compatibility: `developer` as `system` (which every such API knows,
+//! and OpenAI treats alike), and a tool turn stored without a call id (history from
+//! before tool calls were kept) as `user`, since a `tool` message must answer a call.
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use super::{
-    ChatRequest, ChatResponse, Decoded, EventStream, HttpClient, Provider, ProviderError,
-    SseDecoder, Usage,
+    ChatRequest, ChatResponse, Decoded, Delta, EventStream, HttpClient, Provider, ProviderError,
+    SseDecoder, ToolCallDelta, Usage, assembly::Assembly,
 };
-use crate::domain::message::Role;
+use crate::domain::{
+    message::{Message, Role},
+    params::Params,
+    tools::{ResponseFormat, Tool, ToolChoice},
+};
 
 pub struct OpenAiProvider {
     client: HttpClient,
@@ -70,12 +81,30 @@ struct WireRequest<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "<[Tool]>::is_empty")]
+    tools: &'a [Tool],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<&'a ToolChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<&'a ResponseFormat>,
+    #[serde(flatten)]
+    params: &'a Params,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
 }
 
-#[derive(Serialize)]
-struct WireMessage<'a> {
-    role: &'static str,
-    content: &'a str,
+struct WireMessage<'a>(&'a Message);
+
+impl Serialize for WireMessage<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let message = self.0;
+        let role = match message.role {
+            Role::Developer => Role::System,
+            Role::Tool if message.tool_call_id.is_none() => Role::User,
+            other => other,
+        };
+        message.serialize_as(role.as_str(), s)
+    }
 }
 
 #[derive(Serialize)]
@@ -85,17 +114,10 @@ struct StreamOptions {
 
 impl<'a> WireRequest<'a> {
     fn new(request: &'a ChatRequest, stream: bool) -> Self {
-        let messages = request
-            .messages
-            .iter()
-            .map(|message| WireMessage {
-                role: wire_role(message.role),
-                content: &message.content,
-            })
-            .collect();
+        let options = &request.options;
         Self {
             model: &request.model,
-            messages,
+            messages: request.messages.iter().map(WireMessage).collect(),
             max_tokens: request.max_tokens,
             temperature: request.temperature,
             stream,
@@ -103,16 +125,12 @@ impl<'a> WireRequest<'a> {
             stream_options: stream.then_some(StreamOptions {
                 include_usage: true,
             }),
+            tools: &options.tools,
+            tool_choice: options.tool_choice.as_ref(),
+            response_format: options.response_format.as_ref(),
+            params: &options.params,
+            extra: &options.extra,
         }
-    }
-}
-
-/// A `tool` message must answer a `tool_call_id`, which plain stored turns do not have,
-/// so tool output is passed on as user content.
-fn wire_role(role: Role) -> &'static str {
-    match role {
-        Role::Tool => Role::User.as_str(),
-        other => other.as_str(),
     }
 }
 
@@ -120,18 +138,16 @@ fn wire_role(role: Role) -> &'static str {
 struct Completion {
     choices: Vec<Choice>,
     usage: Option<WireUsage>,
+    #[serde(default)]
+    system_fingerprint: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct Choice {
-    message: ChoiceMessage,
+    message: Message,
     finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ChoiceMessage {
-    /// `null` when the model answered only with tool calls or a refusal.
-    content: Option<String>,
+    #[serde(default)]
+    logprobs: Option<Value>,
 }
 
 #[derive(Clone, Copy, Deserialize)]
@@ -157,9 +173,14 @@ impl Completion {
             .next()
             .ok_or_else(|| ProviderError::Protocol("completion without choices".into()))?;
         Ok(ChatResponse {
-            content: choice.message.content.unwrap_or_default(),
+            message: Message {
+                role: Role::Assistant,
+                ..choice.message
+            },
             usage: self.usage.map(Usage::from),
             finish_reason: choice.finish_reason,
+            logprobs: choice.logprobs.filter(|l| !l.is_null()),
+            system_fingerprint: self.system_fingerprint,
         })
     }
 }
@@ -169,6 +190,8 @@ struct Chunk {
     /// Empty in the final usage chunk, but always present.
     choices: Vec<ChunkChoice>,
     usage: Option<WireUsage>,
+    #[serde(default)]
+    system_fingerprint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -176,46 +199,82 @@ struct ChunkChoice {
     #[serde(default)]
     delta: ChunkDelta,
     finish_reason: Option<String>,
+    #[serde(default)]
+    logprobs: Option<Value>,
 }
 
 #[derive(Default, Deserialize)]
 struct ChunkDelta {
     content: Option<String>,
+    refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireCallDelta>>,
+}
+
+#[derive(Deserialize)]
+struct WireCallDelta {
+    index: u32,
+    id: Option<String>,
+    function: Option<WireFunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct WireFunctionDelta {
+    name: Option<String>,
+    arguments: Option<String>,
 }
 
 /// Collects the answer while passing each piece on; the answer is complete only at `[DONE]`.
 #[derive(Default)]
 struct ChunkDecoder {
-    content: String,
+    assembly: Assembly,
     usage: Option<Usage>,
     finish_reason: Option<String>,
+    system_fingerprint: Option<String>,
 }
 
 impl SseDecoder for ChunkDecoder {
     fn decode(&mut self, event: &eventsource_stream::Event) -> Result<Decoded, ProviderError> {
         if event.data.trim() == "[DONE]" {
-            return Ok(Decoded::Finished(ChatResponse {
-                content: std::mem::take(&mut self.content),
-                usage: self.usage,
-                finish_reason: self.finish_reason.take(),
-            }));
+            return Ok(Decoded::Finished(self.assembly.finish(
+                self.usage,
+                self.finish_reason.take(),
+                self.system_fingerprint.take(),
+            )));
         }
         let chunk: Chunk =
             serde_json::from_str(&event.data).map_err(|err| chunk_error(&event.data, &err))?;
         self.usage = chunk.usage.map(Usage::from).or(self.usage);
+        if chunk.system_fingerprint.is_some() {
+            self.system_fingerprint = chunk.system_fingerprint;
+        }
         let Some(choice) = chunk.choices.into_iter().next() else {
             return Ok(Decoded::Skip);
         };
         if choice.finish_reason.is_some() {
             self.finish_reason = choice.finish_reason;
         }
-        match choice.delta.content {
-            Some(piece) if !piece.is_empty() => {
-                self.content.push_str(&piece);
-                Ok(Decoded::Delta(piece))
-            }
-            _ => Ok(Decoded::Skip),
+        let delta = Delta {
+            content: choice.delta.content.unwrap_or_default(),
+            refusal: choice.delta.refusal.unwrap_or_default(),
+            tool_calls: (choice.delta.tool_calls.unwrap_or_default().into_iter())
+                .map(|call| {
+                    let function = call.function;
+                    ToolCallDelta {
+                        index: call.index,
+                        id: call.id,
+                        name: function.as_ref().and_then(|f| f.name.clone()),
+                        arguments: function.and_then(|f| f.arguments).unwrap_or_default(),
+                    }
+                })
+                .collect(),
+            logprobs: choice.logprobs.filter(|l| !l.is_null()),
+        };
+        if delta.is_empty() {
+            return Ok(Decoded::Skip);
         }
+        self.assembly.add(&delta);
+        Ok(Decoded::Delta(delta))
     }
 }
 

@@ -25,8 +25,10 @@ pub enum Next {
 }
 
 pub fn classify(err: &ProviderError) -> (Next, Verdict) {
-    use ProviderError::{Connect, Protocol, Status, StreamCut, Timeout};
+    use ProviderError::{Connect, Protocol, Status, StreamCut, Timeout, Unsupported};
     match err {
+        // Nothing was sent; a model of another provider may honour the parameter.
+        Unsupported { .. } => (Next::NextModel, Verdict::Healthy),
         Status { kind, .. } if *kind == StatusKind::ContentFilter => (Next::Stop, Verdict::Healthy),
         // A larger-context model may take what this one cannot.
         Status { kind, .. } if *kind == StatusKind::ContextLength => {
@@ -69,6 +71,7 @@ pub fn reason(err: &ProviderError) -> &'static str {
         ProviderError::Timeout => "timeout",
         ProviderError::Protocol(_) => "malformed_response",
         ProviderError::StreamCut => "stream_cut",
+        ProviderError::Unsupported { .. } => "unsupported",
     }
 }
 

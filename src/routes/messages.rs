@@ -9,9 +9,17 @@ use super::{extract::ApiJson, owned_session};
 use crate::{
     auth::Caller,
     conversation::{
-        context::{assemble, budget, read_tail},
+        context::{Around, assemble, budget, read_tail},
         send::{SendInput, Started, call_chain, finish, prepare},
         stream,
+    },
+    domain::{
+        content::Content,
+        message::{Message, Role},
+        params::Params,
+        tokens::TokenCounter,
+        tools::{ResponseFormat, Tool, ToolChoice},
+        turns::{field_in_content, field_in_messages, pending_calls},
     },
     error::ApiError,
     state::AppState,
@@ -22,15 +30,23 @@ pub fn configure(cfg: &mut super::Routes) {
     cfg.service(send).service(context);
 }
 
+/// The new turn as `content` (text or parts, from the user), or as `messages` in OpenAI's
+/// format (the results of the last answer's tool calls, then perhaps a user turn).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SendBody {
-    content: String,
+    content: Option<Content>,
+    messages: Option<Vec<Message>>,
     model: Option<String>,
     max_tokens: Option<u32>,
     temperature: Option<f32>,
     #[serde(default)]
     stream: bool,
+    /// This send's tools, instead of the session's (`[]`: none).
+    tools: Option<Vec<Tool>>,
+    tool_choice: Option<ToolChoice>,
+    response_format: Option<ResponseFormat>,
+    parallel_tool_calls: Option<bool>,
 }
 
 #[utoipa::path(tag = "messages", responses((status = 200, description = "See API.md")))]
@@ -66,15 +82,27 @@ fn send_input(
 ) -> Result<SendInput, ApiError> {
     let SendBody {
         content,
+        messages,
         model,
         max_tokens,
         temperature,
         stream: _,
+        tools,
+        tool_choice,
+        response_format,
+        parallel_tool_calls,
     } = body;
-    let limit = state.settings.sessions.max_message_bytes;
-    if content.is_empty() || content.len() > limit {
-        return Err(ApiError::invalid("content", format!("1 to {limit} bytes")));
-    }
+    let (turns, turn_field): (_, fn(usize, &str) -> String) = match (content, messages) {
+        (Some(content), None) => (vec![Message::text(Role::User, content)], field_in_content),
+        (None, Some(messages)) => (messages, field_in_messages),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "messages",
+                "send `content` or `messages`, not both",
+            ));
+        }
+        (None, None) => return Err(ApiError::invalid("content", "the new message is required")),
+    };
     if temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
         return Err(ApiError::invalid("temperature", "must be between 0 and 2"));
     }
@@ -82,10 +110,19 @@ fn send_input(
         return Err(ApiError::invalid("max_tokens", "must be at least 1"));
     }
     Ok(SendInput {
-        content,
+        turns,
+        turn_field,
         model,
         max_tokens,
         temperature,
+        tools,
+        tool_choice,
+        response_format,
+        params: Params {
+            parallel_tool_calls,
+            ..Params::default()
+        },
+        extra: serde_json::Map::new(),
         idempotency: idempotency_claim(state, req, raw)?,
     })
 }
@@ -145,17 +182,18 @@ async fn context(
         .config
         .max_tokens
         .unwrap_or(state.settings.sessions.default_max_tokens);
-    let budget = budget(&session, model, max_tokens);
     let store = state.store.as_ref();
     let history = read_tail(store, &session).await?;
-    let assembled = assemble(store, &session, model, None, budget, history).await?;
-    let messages: Vec<_> = assembled
-        .messages
-        .iter()
-        .map(|m| json!({ "role": m.role, "content": m.content }))
-        .collect();
+    let around = Around {
+        new_turns: &[],
+        new_tokens: 0,
+        tools_tokens: TokenCounter::shared().count_tools(model.tokenizer, &session.config.tools),
+        pinned: usize::from(!pending_calls(&history).is_empty()),
+        budget: budget(&session, model, max_tokens),
+    };
+    let assembled = assemble(store, &session, model, &around, history).await?;
     Ok(HttpResponse::Ok().json(json!({
-        "messages": messages,
+        "messages": assembled.messages,
         "tokens": assembled.tokens,
         "budget_tokens": assembled.budget,
         "dropped_messages": assembled.dropped,

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use self::{
     errors::OpenAiError,
     events::ChunkWriter,
-    wire::{ChatCompletionRequest, Head, WireRole, completion, estimate_usage},
+    wire::{Answer, ChatCompletionRequest, Head, completion, estimate_usage},
 };
 use super::extract::ApiJson;
 use crate::{
@@ -28,9 +28,9 @@ use crate::{
         send::{SendInput, Started, call_chain, finish, prepare},
         stream, upstream,
     },
-    domain::session::new_id,
+    domain::{message::Message, session::new_id, tools::Tool, turns::field_in_messages},
     error::ApiError,
-    llm::{ChatMessage, ChatRequest, Usage, registry::Model},
+    llm::{ChatRequest, Usage, finish_reason, registry::Model},
     metering::{Estimate, Metering},
     state::AppState,
 };
@@ -69,7 +69,7 @@ async fn with_session(
     id: &str,
     body: ChatCompletionRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let input = session_input(&state, &body)?;
+    let input = session_input(&body);
     let mut prepared = match prepare(&state, caller, id, input).await? {
         Started::Ready(prepared) => *prepared,
         // Only an Idempotency-Key replays, and the relay passes none.
@@ -93,20 +93,19 @@ async fn with_session(
     }
     let called = call_chain(&state, &prepared).await;
     let (index, answer) = prepared.lease.release_on_err(called).await?;
-    let finish_reason = answer.finish_reason.clone();
+    let (logprobs, fingerprint) = (answer.logprobs.clone(), answer.system_fingerprint.clone());
     let sent = finish(&state, prepared, index, answer).await?;
-    let usage = Usage {
-        prompt_tokens: sent.usage.prompt_tokens,
-        completion_tokens: sent.usage.completion_tokens,
+    let answer = Answer {
+        message: &sent.assistant(),
+        finish_reason: sent.finish_reason,
+        logprobs: logprobs.as_ref(),
+        system_fingerprint: fingerprint.as_deref(),
+        usage: Usage {
+            prompt_tokens: sent.usage.prompt_tokens,
+            completion_tokens: sent.usage.completion_tokens,
+        },
     };
-    let head = head(&sent.model_used);
-    let body = completion(
-        &head,
-        &sent.assistant_message,
-        finish_reason.as_deref(),
-        usage,
-    );
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(completion(&head(&sent.model_used), &answer)))
 }
 
 async fn stateless(
@@ -114,24 +113,36 @@ async fn stateless(
     caller: &Caller,
     body: ChatCompletionRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let (streaming, include_usage) = (body.streaming(), body.include_usage());
     let chain = upstream::configured_chain(&state, &body.model)?;
-    let messages = body.chat_messages()?;
-    let mut metering = reserve(&state, caller, &chain, &messages, body.max_tokens()).await?;
+    let options = Arc::new(body.options());
+    let (max_tokens, temperature) = (body.max_tokens(), body.temperature);
+    let messages = body.messages;
+    let mut metering = reserve(
+        &state,
+        caller,
+        &chain,
+        &messages,
+        &options.tools,
+        max_tokens,
+    )
+    .await?;
     let request_for = |model: &Model| ChatRequest {
         model: model.upstream_name.clone(),
         messages: messages.clone(),
-        max_tokens: body.max_tokens(),
-        temperature: body.temperature,
+        max_tokens,
+        temperature,
+        options: options.clone(),
     };
     let deadline = upstream::deadline(&state);
-    if body.streaming() {
+    if streaming {
         let opened = stream::open(&state, &chain, request_for, deadline).await?;
         let model = answering(&chain, opened.index)?;
         let writer = ChunkWriter::stateless(
             head(&model.name),
-            body.include_usage(),
+            include_usage,
             model.clone(),
-            messages,
+            (messages, options),
             metering,
         );
         return Ok(stream::serve(state, opened, writer, deadline));
@@ -139,18 +150,19 @@ async fn stateless(
     let routed = (state.router.complete(&chain, request_for, deadline).await)
         .map_err(upstream::api_error)?;
     let (model, answer) = (answering(&chain, routed.index)?, routed.value);
-    let usage = answer
-        .usage
-        .unwrap_or_else(|| estimate_usage(model.tokenizer, &messages, &answer.content));
+    let usage = answer.usage.unwrap_or_else(|| {
+        estimate_usage(model.tokenizer, &messages, &options.tools, &answer.message)
+    });
     let cost = model.cost_nano_usd(usage.prompt_tokens, usage.completion_tokens);
     metering.settle(model, usage, cost).await;
-    let finish = answer.finish_reason.as_deref();
-    Ok(HttpResponse::Ok().json(completion(
-        &head(&model.name),
-        &answer.content,
-        finish,
+    let reply = Answer {
+        message: &answer.message,
+        finish_reason: finish_reason(answer.finish_reason.as_deref(), &answer.message),
+        logprobs: answer.logprobs.as_ref(),
+        system_fingerprint: answer.system_fingerprint.as_deref(),
         usage,
-    )))
+    };
+    Ok(HttpResponse::Ok().json(completion(&head(&model.name), &reply)))
 }
 
 fn answering(chain: &[Arc<Model>], index: usize) -> Result<&Arc<Model>, ApiError> {
@@ -165,13 +177,15 @@ async fn reserve(
     state: &AppState,
     caller: &Caller,
     chain: &[Arc<Model>],
-    messages: &[ChatMessage],
+    messages: &[Message],
+    tools: &[Tool],
     max_tokens: Option<u32>,
 ) -> Result<Metering, ApiError> {
     let primary = chain
         .first()
         .ok_or_else(|| ApiError::Internal("empty chain".into()))?;
-    let prompt_tokens = estimate_usage(primary.tokenizer, messages, "").prompt_tokens;
+    let nothing = Message::text(crate::domain::message::Role::Assistant, "");
+    let prompt_tokens = estimate_usage(primary.tokenizer, messages, tools, &nothing).prompt_tokens;
     let max_tokens = max_tokens.unwrap_or(state.settings.sessions.default_max_tokens);
     Metering::reserve(
         state,
@@ -201,30 +215,21 @@ fn session_id(req: &HttpRequest, body: &ChatCompletionRequest) -> Result<Option<
 }
 
 /// The session holds the history and the system prompt: the request brings only the new
-/// user message. Anything more is refused rather than silently dropped.
-fn session_input(state: &AppState, body: &ChatCompletionRequest) -> Result<SendInput, ApiError> {
-    let [message] = body.messages.as_slice() else {
-        return Err(ApiError::invalid(
-            "messages",
-            "with a session, send only the new user message: the session holds the history",
-        ));
-    };
-    if message.role != WireRole::User {
-        return Err(ApiError::invalid("messages[0].role", "must be `user`"));
-    }
-    let content = message.text(0)?;
-    let limit = state.settings.sessions.max_message_bytes;
-    if content.is_empty() || content.len() > limit {
-        let message = format!("1 to {limit} bytes");
-        return Err(ApiError::invalid("messages[0].content", message));
-    }
-    Ok(SendInput {
-        content,
+/// turns (a user message, or the results of the last answer's tool calls).
+fn session_input(body: &ChatCompletionRequest) -> SendInput {
+    SendInput {
+        turns: body.messages.clone(),
+        turn_field: field_in_messages,
         model: Some(body.model.clone()),
         max_tokens: body.max_tokens(),
         temperature: body.temperature,
+        tools: body.tools.clone(),
+        tool_choice: body.tool_choice.clone(),
+        response_format: body.response_format.clone(),
+        params: body.params.clone(),
+        extra: body.extra.clone(),
         idempotency: None,
-    })
+    }
 }
 
 fn head(model: &str) -> Head {
@@ -232,6 +237,7 @@ fn head(model: &str) -> Head {
         id: format!("chatcmpl-{}", new_id()),
         created: Utc::now().timestamp(),
         model: model.to_string(),
+        system_fingerprint: None,
     }
 }
 

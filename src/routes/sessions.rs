@@ -10,7 +10,7 @@ use crate::domain::session::now_ms;
 use crate::{
     auth::Caller,
     domain::{
-        message::message_index,
+        message::{TurnView, message_index},
         session::{
             CreateSession, Limits, PatchSession, SessionConfig, SessionView, StoredSession,
             UsageTotals, new_id,
@@ -77,6 +77,8 @@ fn new_config(state: &AppState, caller: &Caller, body: CreateSession) -> Session
         ttl_seconds: body.ttl_seconds.unwrap_or(defaults.default_ttl_seconds),
         metadata: body.metadata.unwrap_or_default(),
         max_cost_usd: body.max_cost_usd,
+        tools: body.tools.unwrap_or_default(),
+        response_format: body.response_format,
         created_at: Utc::now(),
     }
 }
@@ -198,6 +200,7 @@ async fn history(
     } else {
         None
     };
+    let data: Vec<TurnView> = turns.iter().map(TurnView::from).collect();
     Ok(HttpResponse::Ok()
-        .json(json!({ "data": turns, "has_more": has_more, "next_cursor": next_cursor })))
+        .json(json!({ "data": data, "has_more": has_more, "next_cursor": next_cursor })))
 }

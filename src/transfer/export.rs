@@ -103,7 +103,12 @@ impl Export {
                 "session expired or was replaced during its export".into(),
             ));
         }
-        let mut out = Vec::with_capacity(turns.iter().map(|t| t.content.len() + 64).sum());
+        let mut out = Vec::with_capacity(
+            turns
+                .iter()
+                .map(|t| t.message.content.byte_len() + 64)
+                .sum(),
+        );
         for (i, turn) in turns.iter().enumerate() {
             export_message(&mut out, turn, cursor.next == 0 && i == 0)?;
         }

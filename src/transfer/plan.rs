@@ -23,7 +23,7 @@ pub(super) enum Step {
     Failed(Option<String>, ApiError),
     /// Over `import.max_session_bytes`: never decoded, so nothing about it is known.
     TooLarge(String),
-    Valid(ValidItem),
+    Valid(Box<ValidItem>),
     Ready(Box<ImportWrite>, usize),
 }
 
@@ -57,7 +57,7 @@ pub(super) fn check(state: &AppState, tenant: &str, mode: ImportMode, raw: RawIt
         },
     };
     match validate(record, &rules) {
-        Ok(item) => Step::Valid(item),
+        Ok(item) => Step::Valid(Box::new(item)),
         Err(err) => Step::Failed(id, err.prefixed().into()),
     }
 }
@@ -98,15 +98,22 @@ pub(super) fn plan(
     let count = item.messages.len();
     let mut turns = Vec::with_capacity(count);
     for (i, m) in item.messages.into_iter().enumerate() {
-        let frame = *framing
-            .entry(m.role)
-            .or_insert_with(|| counter.count_message(tokenizer, m.role, ""));
+        let created_at = m.created_at.unwrap_or(now);
+        let plain = m.is_plain();
+        let message = m.into_message();
+        let tokens = if plain {
+            let frame = *framing
+                .entry(message.role)
+                .or_insert_with(|| counter.count_message(tokenizer, message.role, ""));
+            frame.saturating_add(counter.count_content(tokenizer, &message.content))
+        } else {
+            counter.count_turn(tokenizer, &message)
+        };
         let turn = Turn {
             id: message_id(base + i as u64),
-            tokens: frame.saturating_add(counter.count_text(tokenizer, &m.content)),
-            role: m.role,
-            content: m.content,
-            created_at: m.created_at.unwrap_or(now),
+            message,
+            created_at,
+            tokens,
         };
         match serde_json::to_string(&turn) {
             Ok(json) => turns.push(json),

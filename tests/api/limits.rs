@@ -380,7 +380,10 @@ async fn stateless_relay_calls_are_budgeted_and_recorded_like_session_sends() {
     let over = relay
         .call(Method::POST, "/v1/chat/completions", Some(body(false)))
         .await;
-    assert_eq!(over.status, StatusCode::PAYMENT_REQUIRED, "{}", over.body);
+    // On the relay a spending cap is OpenAI's quota error, which the SDKs raise as a
+    // rate-limit error; the session API keeps its 402.
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS, "{}", over.body);
+    assert_eq!(over.body["error"]["code"], "insufficient_quota");
     assert_eq!(
         fake.calls(),
         2,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use session_relay::{
     config::{ModelSettings, ProviderKind, ProviderSettings},
     domain::{
-        message::{Role, Turn, message_id},
+        message::{Message, Role, Turn, message_id},
         tokens::{REPLY_PRIMING_TOKENS, TokenCounter, Tokenizer},
     },
 };
@@ -458,9 +458,8 @@ async fn inject_turns(app: &TestApp, id: &str, n: u64) {
         let content = format!("{} line {}: 你好 🚀", role.as_str(), n - index);
         let turn = Turn {
             id: message_id(index),
-            role,
             tokens: counter.count_message(Tokenizer::O200kBase, role, &content),
-            content,
+            message: Message::text(role, content),
             created_at: chrono::Utc::now(),
         };
         batch.push(serde_json::to_string(&turn).unwrap());

@@ -8,7 +8,7 @@ use serde_json::json;
 use session_relay::{
     config::StoreSettings,
     domain::{
-        message::{Role, Turn, message_id},
+        message::{Message, Role, Turn, message_id},
         session::{SessionConfig, UsageTotals, new_id},
     },
     store::{
@@ -64,6 +64,8 @@ fn config(tenant: &str, user_id: Option<&str>) -> SessionConfig {
             .cloned()
             .unwrap_or_default(),
         max_cost_usd: None,
+        tools: Vec::new(),
+        response_format: None,
         created_at: Utc::now(),
     }
 }
@@ -121,8 +123,7 @@ fn admitted_len(admission: &Admission) -> Option<u64> {
 fn turn(index: u64, role: Role, content: &str) -> Turn {
     Turn {
         id: message_id(index),
-        role,
-        content: content.into(),
+        message: Message::text(role, content),
         created_at: Utc::now(),
         tokens: 3 + content.len() as u32,
     }

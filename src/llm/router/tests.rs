@@ -60,9 +60,14 @@ impl Provider for Scripted {
 
 fn ok(text: &str) -> Option<Result<ChatResponse, ProviderError>> {
     Some(Ok(ChatResponse {
-        content: text.into(),
+        message: crate::domain::message::Message::text(
+            crate::domain::message::Role::Assistant,
+            text,
+        ),
         usage: None,
         finish_reason: Some("stop".into()),
+        logprobs: None,
+        system_fingerprint: None,
     }))
 }
 
@@ -110,6 +115,7 @@ fn request(model: &Model) -> ChatRequest {
         messages: Vec::new(),
         max_tokens: None,
         temperature: None,
+        options: Default::default(),
     }
 }
 

@@ -5,7 +5,7 @@
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use serde_json::{Map, Value, json};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, FailedAttempt};
 
 #[derive(Debug)]
 pub enum OpenAiError {
@@ -57,36 +57,106 @@ pub fn error_object(err: &ApiError) -> Value {
     object.insert("type".into(), error_type(status_of(err)).into());
     object.insert("code".into(), code);
     object.insert("param".into(), param);
-    if let Some((code, message)) = final_refusal(err) {
-        object.insert("code".into(), code.into());
-        object.insert("message".into(), message.into());
-        object.insert("param".into(), "messages".into());
+    if let Some(relayed) = relayed(err) {
+        object.insert("code".into(), relayed.code.into());
+        object.insert("type".into(), relayed.kind.into());
+        if let Some(message) = relayed.message {
+            object.insert("message".into(), message.into());
+        }
+        if let Some(param) = relayed.param {
+            object.insert("param".into(), param.into());
+        }
     }
     // What the contract adds beside the message (attempts, retry_after, …) is kept.
     object.extend(flat);
     Value::Object(object)
 }
 
-/// An upstream refusal that no other model or retry changes is the caller's problem
-/// (400), as OpenAI itself reports it; any other upstream failure stays a 5xx.
-fn final_refusal(err: &ApiError) -> Option<(&'static str, String)> {
-    let ApiError::UpstreamError { attempts } = err else {
-        return None;
+/// How the relay reports an error differently from the session API, so that the SDKs
+/// raise the exception their users catch for it.
+struct Relayed {
+    status: StatusCode,
+    kind: &'static str,
+    code: &'static str,
+    message: Option<String>,
+    param: Option<&'static str>,
+    retry_after: Option<u64>,
+}
+
+fn relayed(err: &ApiError) -> Option<Relayed> {
+    let view = |status, kind, code| Relayed {
+        status,
+        kind,
+        code,
+        message: None,
+        param: None,
+        retry_after: None,
     };
-    let last = attempts.last()?;
-    match last.reason {
-        "content_filter" => Some(("content_filter", last.error.clone())),
-        "rejected" => Some(("upstream_rejected", last.error.clone())),
+    match err {
+        // The prompt does not fit: OpenAI's own code, a `BadRequestError`.
+        ApiError::ContextExceeded { .. } => Some(Relayed {
+            param: Some("messages"),
+            ..view(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "context_length_exceeded",
+            )
+        }),
+        // A spending cap is a quota, which the SDKs raise as `RateLimitError`.
+        ApiError::BudgetExceeded { .. } => Some(view(
+            StatusCode::TOO_MANY_REQUESTS,
+            "insufficient_quota",
+            "insufficient_quota",
+        )),
+        ApiError::UpstreamError { attempts } => upstream_view(attempts),
         _ => None,
     }
 }
 
-fn status_of(err: &ApiError) -> StatusCode {
-    if final_refusal(err).is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        err.status_code()
+/// A chain that ended on a refusal no other model or retry changes is the caller's
+/// problem (400), as OpenAI reports it: content filtered, request rejected, prompt too
+/// long for every model. One where every model tried was rate-limited is a 429 with the
+/// shortest wait an upstream asked for. Any other failure stays a 5xx.
+fn upstream_view(attempts: &[FailedAttempt]) -> Option<Relayed> {
+    let last = attempts.last()?;
+    let refusal = |code| Relayed {
+        status: StatusCode::BAD_REQUEST,
+        kind: "invalid_request_error",
+        code,
+        message: Some(last.error.clone()),
+        param: Some("messages"),
+        retry_after: None,
+    };
+    match last.reason {
+        "content_filter" => return Some(refusal("content_filter")),
+        "rejected" => return Some(refusal("upstream_rejected")),
+        "context_length" => return Some(refusal("context_length_exceeded")),
+        _ => {}
     }
+    let tried: Vec<&FailedAttempt> = attempts
+        .iter()
+        .filter(|a| a.reason != "circuit_open")
+        .collect();
+    if !tried.is_empty() && tried.iter().all(|a| a.reason == "rate_limited") {
+        let wait = tried
+            .iter()
+            .filter_map(|a| a.retry_after)
+            .min()
+            .unwrap_or(1);
+        return Some(Relayed {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            kind: "rate_limit_error",
+            code: "rate_limit_exceeded",
+            message: Some("every model of the chain is rate-limited; retry later".into()),
+            param: None,
+            retry_after: Some(wait),
+        });
+    }
+    None
+}
+
+fn status_of(err: &ApiError) -> StatusCode {
+    relayed(err).map_or_else(|| err.status_code(), |r| r.status)
 }
 
 fn error_type(status: StatusCode) -> &'static str {
@@ -119,6 +189,9 @@ impl ResponseError for OpenAiError {
                 {
                     response.insert_header((name.clone(), value.clone()));
                 }
+            }
+            if let Some(wait) = relayed(err).and_then(|r| r.retry_after) {
+                response.insert_header((actix_web::http::header::RETRY_AFTER, wait.to_string()));
             }
         }
         response.json(json!({ "error": self.object() }))

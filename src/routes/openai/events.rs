@@ -12,15 +12,16 @@ use serde_json::json;
 
 use super::{
     errors::error_object,
-    wire::{DONE, Head, chunk, estimate_usage, usage_chunk},
+    wire::{DONE, Head, chunk, delta_chunk, estimate_usage, usage_chunk},
 };
 use crate::{
     conversation::{
         send::{Prepared, finish},
         stream::EventWriter,
     },
+    domain::message::Message,
     error::ApiError,
-    llm::{ChatMessage, ChatResponse, Usage, registry::Model},
+    llm::{ChatResponse, Delta, Options, Usage, finish_reason, registry::Model},
     metering::Metering,
     state::AppState,
 };
@@ -44,7 +45,7 @@ enum Store {
     /// and settled against the key's reservation.
     Stateless {
         model: Arc<Model>,
-        prompt: Vec<ChatMessage>,
+        prompt: (Vec<Message>, Arc<Options>),
         metering: Metering,
     },
 }
@@ -69,7 +70,7 @@ impl ChunkWriter {
         head: Head,
         include_usage: bool,
         model: Arc<Model>,
-        prompt: Vec<ChatMessage>,
+        prompt: (Vec<Message>, Arc<Options>),
         metering: Metering,
     ) -> ChunkWriter {
         let store = Store::Stateless {
@@ -94,11 +95,8 @@ impl ChunkWriter {
         if std::mem::replace(&mut self.role_sent, true) {
             return String::new();
         }
-        chunk(
-            &self.head,
-            json!({"role": "assistant", "content": ""}),
-            None,
-        )
+        let role = json!({"role": "assistant", "content": ""});
+        chunk(&self.head, &role, None, None)
     }
 
     async fn usage(&mut self, answer: ChatResponse) -> Result<Usage, ApiError> {
@@ -122,9 +120,10 @@ impl ChunkWriter {
                 prompt,
                 metering,
             } => {
-                let usage = answer
-                    .usage
-                    .unwrap_or_else(|| estimate_usage(model.tokenizer, prompt, &answer.content));
+                let (messages, options) = prompt;
+                let usage = answer.usage.unwrap_or_else(|| {
+                    estimate_usage(model.tokenizer, messages, &options.tools, &answer.message)
+                });
                 let cost = model.cost_nano_usd(usage.prompt_tokens, usage.completion_tokens);
                 metering.settle(model, usage, cost).await;
                 Ok(usage)
@@ -135,18 +134,20 @@ impl ChunkWriter {
 
 #[async_trait]
 impl EventWriter for ChunkWriter {
-    fn delta(&mut self, text: &str) -> Bytes {
+    fn delta(&mut self, delta: &Delta) -> Bytes {
         let mut out = self.role();
-        out.push_str(&chunk(&self.head, json!({ "content": text }), None));
+        out.push_str(&delta_chunk(&self.head, delta));
         Bytes::from(out)
     }
 
     async fn done(&mut self, answer: ChatResponse) -> Result<Bytes, ApiError> {
-        let finish = super::wire::finish_reason(answer.finish_reason.as_deref());
+        let finish = finish_reason(answer.finish_reason.as_deref(), &answer.message);
+        // Known only now; the closing chunk carries it.
+        self.head.system_fingerprint = answer.system_fingerprint.clone();
         // Stored (for a session) before anything says "complete".
         let usage = self.usage(answer).await?;
         let mut out = self.role();
-        out.push_str(&chunk(&self.head, json!({}), Some(finish)));
+        out.push_str(&chunk(&self.head, &json!({}), None, Some(finish)));
         if self.include_usage {
             out.push_str(&usage_chunk(&self.head, usage));
         }

@@ -1,23 +1,25 @@
 //! OpenAI's chat-completions formats: the request we accept, the completion and the SSE
-//! chunks we answer with. Only what the official SDKs send and read; parameters we cannot
-//! honour are refused by name rather than silently ignored.
+//! chunks we answer with. Every documented parameter is validated and forwarded; fields no
+//! documentation names are kept aside and forwarded to OpenAI-compatible upstreams only.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
 
 use crate::{
     domain::{
-        message::Role,
+        message::Message,
+        params::Params,
         tokens::{REPLY_PRIMING_TOKENS, TokenCounter, Tokenizer},
+        tools::{self, ResponseFormat, Tool, ToolChoice},
     },
     error::ApiError,
-    llm::{ChatMessage, Usage},
+    llm::{Delta, Options, Usage},
 };
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ChatCompletionRequest {
     pub model: String,
-    pub messages: Vec<WireMessage>,
+    pub messages: Vec<Message>,
     pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
     pub max_tokens: Option<u32>,
@@ -25,54 +27,23 @@ pub struct ChatCompletionRequest {
     pub max_completion_tokens: Option<u32>,
     pub temperature: Option<f32>,
     pub n: Option<u32>,
-    /// An end-user id for the provider's abuse monitoring; accepted, not forwarded.
-    #[allow(dead_code)]
-    pub user: Option<String>,
-    /// This service's extension: the messages are only the new turn of this session.
+    pub tools: Option<Vec<Tool>>,
+    pub tool_choice: Option<ToolChoice>,
+    pub response_format: Option<ResponseFormat>,
+    /// This service's extension: the messages are only the new turns of this session.
+    /// Never forwarded.
     pub session_id: Option<String>,
+    #[serde(flatten)]
+    pub params: Params,
+    /// Top-level fields no documentation names (vLLM's `top_k`, an SDK's `extra_body`).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WireMessage {
-    pub role: WireRole,
-    pub content: Option<Content>,
-    /// Accepted as the SDKs send them; plain turns carry neither upstream.
-    #[allow(dead_code)]
-    pub name: Option<String>,
-    #[allow(dead_code)]
-    pub tool_call_id: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WireRole {
-    System,
-    Developer,
-    User,
-    Assistant,
-    Tool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Content {
-    Text(String),
-    Parts(Vec<Part>),
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Part {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub text: Option<String>,
 }
 
 impl ChatCompletionRequest {
@@ -104,152 +75,127 @@ impl ChatCompletionRequest {
         if self.max_tokens() == Some(0) {
             return Err(ApiError::invalid("max_tokens", "must be at least 1"));
         }
+        let tools = self.tools.as_deref().unwrap_or_default();
+        tools::validate(
+            tools,
+            self.tool_choice.as_ref(),
+            self.response_format.as_ref(),
+        )?;
+        self.params.validate()?;
         Ok(())
     }
 
-    /// Every message as given, for a stateless call.
-    pub fn chat_messages(&self) -> Result<Vec<ChatMessage>, ApiError> {
-        self.messages
-            .iter()
-            .enumerate()
-            .map(|(i, message)| {
-                Ok(ChatMessage {
-                    role: message.role.into(),
-                    content: message.text(i)?,
-                })
-            })
-            .collect()
-    }
-}
-
-impl WireMessage {
-    /// Text content; parts are joined. Images, audio and files are refused.
-    pub fn text(&self, index: usize) -> Result<String, ApiError> {
-        let field = || format!("messages[{index}].content");
-        match &self.content {
-            None if self.role == WireRole::Assistant => Ok(String::new()),
-            None => Err(ApiError::invalid(field(), "content is required")),
-            Some(Content::Text(text)) => Ok(text.clone()),
-            Some(Content::Parts(parts)) => {
-                let texts: Option<Vec<&str>> = parts
-                    .iter()
-                    .map(|p| (p.kind == "text").then_some(p.text.as_deref()).flatten())
-                    .collect();
-                texts
-                    .map(|t| t.join("\n"))
-                    .ok_or_else(|| ApiError::invalid(field(), "only text parts are supported"))
-            }
-        }
-    }
-}
-
-impl From<WireRole> for Role {
-    fn from(role: WireRole) -> Role {
-        match role {
-            WireRole::System | WireRole::Developer => Role::System,
-            WireRole::User => Role::User,
-            WireRole::Assistant => Role::Assistant,
-            WireRole::Tool => Role::Tool,
+    /// Everything besides the messages, for the upstream request.
+    pub fn options(&self) -> Options {
+        Options {
+            tools: self.tools.clone().unwrap_or_default(),
+            tool_choice: self.tool_choice.clone(),
+            response_format: self.response_format.clone(),
+            params: self.params.clone(),
+            extra: self.extra.clone(),
         }
     }
 }
 
 /// Fields every completion and chunk of one answer share.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Head {
     pub id: String,
     pub created: i64,
     /// The configured name of the model that actually answered.
     pub model: String,
+    pub system_fingerprint: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct WireUsage {
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-    pub total_tokens: u32,
+/// What a completion reports of its answer.
+pub struct Answer<'a> {
+    pub message: &'a Message,
+    pub finish_reason: &'static str,
+    pub logprobs: Option<&'a Value>,
+    pub system_fingerprint: Option<&'a str>,
+    pub usage: Usage,
 }
 
-impl From<Usage> for WireUsage {
-    fn from(usage: Usage) -> Self {
-        WireUsage {
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            total_tokens: usage.prompt_tokens.saturating_add(usage.completion_tokens),
-        }
-    }
+fn wire_usage(usage: Usage) -> Value {
+    json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens.saturating_add(usage.completion_tokens),
+    })
 }
 
 /// A non-streaming answer: `object: "chat.completion"`.
-pub fn completion(
-    head: &Head,
-    content: &str,
-    finish: Option<&str>,
-    usage: Usage,
-) -> serde_json::Value {
-    serde_json::json!({
+pub fn completion(head: &Head, answer: &Answer) -> Value {
+    let mut message = serde_json::to_value(answer.message).unwrap_or_else(|_| json!({}));
+    // OpenAI always says whether the model refused.
+    if message.get("refusal").is_none() {
+        message["refusal"] = Value::Null;
+    }
+    json!({
         "id": head.id,
         "object": "chat.completion",
         "created": head.created,
         "model": head.model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": content, "refusal": null},
-            "logprobs": null,
-            "finish_reason": finish_reason(finish),
+            "message": message,
+            "logprobs": answer.logprobs,
+            "finish_reason": answer.finish_reason,
         }],
-        "usage": WireUsage::from(usage),
-        "system_fingerprint": null,
+        "usage": wire_usage(answer.usage),
+        "system_fingerprint": answer.system_fingerprint,
     })
 }
 
 /// One streamed piece: `object: "chat.completion.chunk"`, as a `data:` line.
-pub fn chunk(head: &Head, delta: serde_json::Value, finish: Option<&str>) -> String {
-    let body = serde_json::json!({
+pub fn chunk(head: &Head, delta: &Value, logprobs: Option<&Value>, finish: Option<&str>) -> String {
+    let body = json!({
         "id": head.id,
         "object": "chat.completion.chunk",
         "created": head.created,
         "model": head.model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        "system_fingerprint": head.system_fingerprint,
+        "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
     });
     format!("data: {body}\n\n")
 }
 
+/// The piece of an answer a delta carries.
+pub fn delta_chunk(head: &Head, delta: &Delta) -> String {
+    chunk(head, &delta.wire(), delta.logprobs.as_ref(), None)
+}
+
 /// The last chunk when the client asked for `stream_options.include_usage`.
 pub fn usage_chunk(head: &Head, usage: Usage) -> String {
-    let body = serde_json::json!({
+    let body = json!({
         "id": head.id,
         "object": "chat.completion.chunk",
         "created": head.created,
         "model": head.model,
         "choices": [],
-        "usage": WireUsage::from(usage),
+        "usage": wire_usage(usage),
     });
     format!("data: {body}\n\n")
 }
 
 pub const DONE: &str = "data: [DONE]\n\n";
 
-/// Providers say it in their own words (Anthropic: `end_turn`, `max_tokens`); OpenAI
-/// clients expect OpenAI's.
-pub fn finish_reason(reason: Option<&str>) -> &'static str {
-    match reason {
-        Some("length" | "max_tokens") => "length",
-        Some("content_filter" | "refusal") => "content_filter",
-        Some("tool_calls" | "tool_use") => "tool_calls",
-        _ => "stop",
-    }
-}
-
-/// What a prompt costs when the upstream did not say (some servers never report usage).
-pub fn estimate_usage(tokenizer: Tokenizer, prompt: &[ChatMessage], answer: &str) -> Usage {
+/// What a prompt and its answer cost when the upstream did not say (some servers never
+/// report usage).
+pub fn estimate_usage(
+    tokenizer: Tokenizer,
+    prompt: &[Message],
+    tools: &[Tool],
+    answer: &Message,
+) -> Usage {
     let counter = TokenCounter::shared();
     let prompt_tokens = prompt
         .iter()
-        .map(|m| counter.count_message(tokenizer, m.role, &m.content))
-        .fold(REPLY_PRIMING_TOKENS, u32::saturating_add);
+        .map(|m| counter.count_turn(tokenizer, m))
+        .fold(REPLY_PRIMING_TOKENS, u32::saturating_add)
+        .saturating_add(counter.count_tools(tokenizer, tools));
     Usage {
         prompt_tokens,
-        completion_tokens: counter.count_text(tokenizer, answer),
+        completion_tokens: counter.count_said(tokenizer, answer),
     }
 }

@@ -172,13 +172,13 @@ async fn errors_come_in_openai_shape() {
         "model_not_found",
         json!("model"),
     );
-    let tools =
-        json!({"model": "alpha", "messages": [{"role": "user", "content": "x"}], "tools": []});
+    let bad_tool = json!({"model": "alpha", "messages": [{"role": "user", "content": "x"}],
+                          "tools": [{"type": "function", "function": {"name": "two words"}}]});
     check(
-        &rig.chat(tools, &[]).await,
+        &rig.chat(bad_tool, &[]).await,
         StatusCode::BAD_REQUEST,
         "invalid_request",
-        json!("tools"),
+        json!("tools[0].function.name"),
     );
     let failed = rig
         .chat(

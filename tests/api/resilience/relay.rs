@@ -69,7 +69,8 @@ async fn a_session_through_the_relay_keeps_its_history() {
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "first"},
         {"role": "assistant", "content": "answer one"},
-        {"role": "user", "content": "second"},
+        // Content parts are stored and sent as the client gave them.
+        {"role": "user", "content": [{"type": "text", "text": "second"}]},
     ]);
     assert_eq!(
         upstream, &expected,
@@ -81,7 +82,16 @@ async fn a_session_through_the_relay_keeps_its_history() {
         .iter()
         .map(|t| t["content"].clone())
         .collect();
-    assert_eq!(turns, ["first", "answer one", "second", "answer two"]);
+    let second = json!([{"type": "text", "text": "second"}]);
+    assert_eq!(
+        turns,
+        [
+            json!("first"),
+            json!("answer one"),
+            second,
+            json!("answer two")
+        ]
+    );
     let usage = rig
         .app
         .call(Method::GET, &format!("/v1/sessions/{id}"), None)
