@@ -43,6 +43,11 @@ pub enum Behaviour {
     },
     /// Server-sent events for `pieces`, then the connection closes without `[DONE]`.
     Cut { pieces: Vec<String> },
+    /// An answer that calls tools: `(id, function name, arguments)` each. Streamed, each
+    /// call's arguments come in two fragments after a piece naming the call.
+    Calls {
+        calls: Vec<(String, String, String)>,
+    },
     /// An error status with this body.
     Error { status: u16, body: String },
 }
@@ -75,6 +80,14 @@ impl Behaviour {
             completion_tokens,
             delay: Duration::ZERO,
         }
+    }
+
+    pub fn calls(calls: &[(&str, &str, &str)]) -> Behaviour {
+        let calls = calls
+            .iter()
+            .map(|(id, name, args)| (id.to_string(), name.to_string(), args.to_string()))
+            .collect();
+        Behaviour::Calls { calls }
     }
 
     pub fn error(status: u16, message: &str) -> Behaviour {
@@ -270,6 +283,20 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>) {
         Behaviour::Cut { pieces } => {
             write_sse(&mut socket, &pieces, Duration::ZERO, false, 0, 0).await
         }
+        Behaviour::Calls { calls } if streaming => write_call_stream(&mut socket, &calls).await,
+        Behaviour::Calls { calls } => {
+            let tool_calls: Vec<Value> = calls
+                .iter()
+                .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}))
+                .collect();
+            let completion = json!({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
+                "choices": [{"index": 0, "finish_reason": "tool_calls",
+                             "message": {"role": "assistant", "content": null, "tool_calls": tool_calls}}],
+                "usage": {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30},
+            });
+            write_json(&mut socket, 200, &completion.to_string()).await
+        }
         Behaviour::Error { status, body } => write_json(&mut socket, status, &body).await,
     };
     if !complete {
@@ -362,6 +389,44 @@ async fn write_sse(
     write_event(socket, &last.to_string()).await
         && write_event(socket, &usage.to_string()).await
         && write_event(socket, "[DONE]").await
+}
+
+/// Tool calls as OpenAI streams them: a piece with the call's id and name, then its
+/// arguments in two fragments.
+async fn write_call_stream(socket: &mut TcpStream, calls: &[(String, String, String)]) -> bool {
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        .to_string()
+    };
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": null}),
+        Value::Null,
+    )];
+    for (index, (id, name, args)) in calls.iter().enumerate() {
+        let (first, second) = args.split_at(args.len() / 2);
+        events.push(chunk(
+            json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+            Value::Null,
+        ));
+        for fragment in [first, second] {
+            events.push(chunk(
+                json!({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}),
+                Value::Null,
+            ));
+        }
+    }
+    events.push(chunk(json!({}), json!("tool_calls")));
+    if socket.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    for event in events.iter().map(String::as_str).chain(["[DONE]"]) {
+        if !write_event(socket, event).await {
+            return false;
+        }
+    }
+    true
 }
 
 async fn write_event(socket: &mut TcpStream, data: &str) -> bool {

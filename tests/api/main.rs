@@ -24,3 +24,4 @@ mod sessions;
 mod shutdown;
 mod store_suite;
 mod tenancy;
+mod tools;

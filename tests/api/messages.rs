@@ -19,7 +19,7 @@ use crate::{
     helpers::{Backend, GLOBEX_KEY, Reply, TestApp, spawn_with, test_settings},
 };
 
-const MODEL: &str = "fake-model";
+pub(crate) const MODEL: &str = "fake-model";
 const FALLBACK: &str = "fake-fallback";
 /// Another name of `MODEL`, as `deepseek-chat` names a versioned model.
 const ALIAS: &str = "fake-model-latest";
@@ -48,8 +48,12 @@ fn model_settings(name: &str, (input, output): (f64, f64)) -> ModelSettings {
 
 /// The app on Redis with two models served by one fake upstream.
 async fn spawn_relay() -> (TestApp, FakeUpstream) {
+    spawn_relay_on(Backend::Redis).await
+}
+
+pub(crate) async fn spawn_relay_on(backend: Backend) -> (TestApp, FakeUpstream) {
     let fake = FakeUpstream::start().await;
-    let mut settings = test_settings(Backend::Redis, None);
+    let mut settings = test_settings(backend, None);
     settings.providers.push(ProviderSettings {
         name: "fake".into(),
         kind: ProviderKind::Openai,

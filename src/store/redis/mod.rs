@@ -367,6 +367,49 @@ impl RedisStore {
         self.query(redis::cmd("EVAL").arg(source).arg(1).arg(key).arg(version))
             .await
     }
+
+    /// Every key matching `pattern`, by `SCAN` (a few hundred at a time, never blocking).
+    pub(super) async fn scan_keys(&self, pattern: &str) -> StoreResult<Vec<String>> {
+        let (mut cursor, mut keys) = (0u64, Vec::new());
+        loop {
+            let (next, batch): (u64, Vec<String>) = self
+                .query(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(500),
+                )
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    pub(super) async fn list_range(
+        &self,
+        key: &str,
+        start: usize,
+        count: usize,
+    ) -> StoreResult<Vec<String>> {
+        let stop = start + count.saturating_sub(1);
+        self.query(redis::cmd("LRANGE").arg(key).arg(start).arg(stop))
+            .await
+    }
+
+    pub(super) async fn run_chunk_script(
+        &self,
+        source: &str,
+        key: &str,
+        args: &[String],
+    ) -> StoreResult<u64> {
+        self.query(redis::cmd("EVAL").arg(source).arg(1).arg(key).arg(args))
+            .await
+    }
 }
 
 /// Records are stored as JSON; failing to encode one is a bug, not an outage.

@@ -213,3 +213,51 @@ async fn models_are_listed_in_openai_format() {
     let one = rig.app.call(Method::GET, "/v1/models/beta", None).await;
     assert_eq!(one.body["id"], "beta");
 }
+
+/// The failures client libraries handle by exception type: a prompt too long for every
+/// model is a `BadRequestError` with OpenAI's code; a chain of rate-limited models a
+/// `RateLimitError` that says when to retry. The session API keeps its contract codes.
+#[tokio::test]
+async fn chain_failures_come_with_the_codes_client_libraries_catch() {
+    let too_long = || {
+        Reply::error(
+            400,
+            "context_length_exceeded",
+            "This model's maximum context length is 8192 tokens.",
+        )
+    };
+    let rig = rig(too_long(), too_long()).await;
+    let body = json!({"model": "alpha", "messages": [{"role": "user", "content": "x"}]});
+    let reply = rig.chat(body.clone(), &[]).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert_eq!(reply.body["error"]["code"], "context_length_exceeded");
+    assert_eq!(reply.body["error"]["type"], "invalid_request_error");
+    assert_eq!(rig.backup.seen().len(), 1, "the fallback was tried first");
+    let id = rig.session().await;
+    assert_eq!(rig.send(&id, "x").await.status, StatusCode::BAD_GATEWAY);
+
+    let limited = |wait: &str| Reply::status(429).with_header("retry-after", wait);
+    let rig = super::rig_with(
+        crate::helpers::Backend::Memory,
+        5,
+        limited("30"),
+        limited("20"),
+        &[],
+    )
+    .await;
+    let reply = rig.chat(body, &[]).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.body["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(reply.body["error"]["type"], "rate_limit_error");
+    assert_eq!(
+        reply.headers["retry-after"], "20",
+        "the shortest wait an upstream asked for"
+    );
+    let id = rig.session().await;
+    assert_eq!(rig.send(&id, "x").await.status, StatusCode::BAD_GATEWAY);
+}
