@@ -16,6 +16,8 @@ use crate::load::Outcome;
 pub const MODEL: &str = "bench-model";
 /// Routed to the fake's 50 ms mode.
 pub const SLOW_MODEL: &str = "bench-model-slow";
+/// Routed to the fake's tool-calling mode: every answer calls a tool.
+pub const TOOL_MODEL: &str = "bench-model-tools";
 /// 200 bytes of ordinary prose: the size of every stored message and of every new one.
 pub const TEXT: &str = "Thanks for the quick reply. Could you check whether the refund for order 44719 \
     went out, and if it did, tell me when it should reach my card? I also need the invoice \
@@ -27,7 +29,11 @@ const SYSTEM: &str = "You are a terse support assistant.";
 /// both modes, as an OpenAI-compatible provider.
 pub fn service_toml(upstream: &str) -> String {
     let mut toml = String::new();
-    for (model, mode) in [(MODEL, "instant"), (SLOW_MODEL, "slow")] {
+    for (model, mode) in [
+        (MODEL, "instant"),
+        (SLOW_MODEL, "slow"),
+        (TOOL_MODEL, "tools"),
+    ] {
         toml.push_str(&format!(
             "[[providers]]\nname = \"fake-{mode}\"\nkind = \"openai\"\nbase_url = \"{upstream}/{mode}/v1\"\n\n\
              [[models]]\nname = \"{model}\"\nprovider = \"fake-{mode}\"\ncontext_tokens = 128000\n\
@@ -49,6 +55,57 @@ struct Bodies {
     send: Bytes,
     chat: Bytes,
     direct: Bytes,
+    /// The same conversation offering three tools, to the relay and to the fake;
+    /// `[1]` streamed.
+    tool_chat: [Bytes; 2],
+    tool_direct: [Bytes; 2],
+}
+
+/// Three function tools with a few typed parameters each, as an agent offers them.
+fn three_tools() -> Value {
+    let tool = |name: &str, description: &str, params: &[(&str, &str)]| {
+        let properties: serde_json::Map<String, Value> = params
+            .iter()
+            .map(|(p, kind)| {
+                (
+                    p.to_string(),
+                    json!({"type": kind, "description": format!("The {p}.")}),
+                )
+            })
+            .collect();
+        json!({"type": "function", "function": {"name": name, "description": description,
+               "parameters": {"type": "object", "properties": properties,
+                              "required": params.iter().map(|(p, _)| *p).collect::<Vec<_>>()}}})
+    };
+    json!([
+        tool(
+            "lookup_order",
+            "Find an order by its number.",
+            &[("order_id", "string")]
+        ),
+        tool(
+            "refund_status",
+            "Whether a refund was sent, and when.",
+            &[("order_id", "string"), ("currency", "string")]
+        ),
+        tool(
+            "update_address",
+            "Change the postal address of an account.",
+            &[("street", "string"), ("city", "string"), ("zip", "string")]
+        ),
+    ])
+}
+
+fn tool_request(stream: bool, direct: bool) -> Bytes {
+    let mut body = json!({"model": TOOL_MODEL, "messages": upstream_messages(), "tools": three_tools(),
+                          "tool_choice": "auto", "stream": stream});
+    if direct {
+        body["max_tokens"] = json!(1024);
+    }
+    if stream {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    bytes(body)
 }
 
 fn stored_turns(count: usize) -> Vec<Value> {
@@ -87,6 +144,8 @@ impl Client {
             direct: bytes(
                 json!({"model": MODEL, "messages": upstream_messages(), "max_tokens": 1024, "stream": false}),
             ),
+            tool_chat: [false, true].map(|stream| tool_request(stream, false)),
+            tool_direct: [false, true].map(|stream| tool_request(stream, true)),
         };
         Client {
             http,
@@ -132,6 +191,29 @@ impl Client {
         let reply = self.post(url, self.bodies.send.clone()).await.unwrap();
         let reply: Value = serde_json::from_slice(&reply).unwrap();
         reply["context"]["messages"].as_u64().unwrap()
+    }
+
+    /// The three-tool request straight to the fake's tool mode (`stream`: as SSE, read to
+    /// the end).
+    pub async fn tool_direct(&self, stream: bool) -> Outcome {
+        let url = format!("{}/tools/v1/chat/completions", self.upstream);
+        let body = self.bodies.tool_direct[usize::from(stream)].clone();
+        self.post(url, body).await.map(drop)
+    }
+
+    /// The three-tool request through the relay; the answer calls a tool.
+    pub async fn tool_chat(&self, stream: bool) -> Outcome {
+        let url = format!("{}/v1/chat/completions", self.relay);
+        let body = self.bodies.tool_chat[usize::from(stream)].clone();
+        let reply = self.post(url, body).await?;
+        let called = if stream {
+            reply.windows(14).any(|w| w == b"\"tool_calls\":[")
+        } else {
+            reply.windows(12).any(|w| w == b"\"tool_calls\"")
+        };
+        called
+            .then_some(())
+            .ok_or_else(|| "the answer called no tool".to_string())
     }
 
     /// A stateless OpenAI-format request carrying the whole context.

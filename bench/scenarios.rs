@@ -153,6 +153,22 @@ async fn latencies(client: &Client, plan: &Plan, sessions: &Sessions) {
             slow_base,
         ));
     }
+    report::section("tool calling (instant upstream): a 3-tool request whose answer calls one");
+    for c in [1, plan.concurrencies[2]] {
+        for stream in [false, true] {
+            let label = if stream { ", streamed" } else { "" };
+            let base = closed(client, c, bounds, move |client, _| async move {
+                client.tool_direct(stream).await
+            });
+            let base = base.await;
+            report::row(&format!("baseline: fake directly{label}"), c, &base, None);
+            let relayed = closed(client, c, bounds, move |client, _| async move {
+                client.tool_chat(stream).await
+            });
+            let row = format!("chat/completions, 3 tools{label}");
+            report::row(&row, c, &relayed.await, Some(&base));
+        }
+    }
     report::section(&format!("{} ms upstream", upstream::SLOW_DELAY.as_millis()));
     for (c, send, base) in &slow_rows {
         report::row("baseline: fake upstream directly", *c, base, None);
