@@ -21,6 +21,8 @@ pub struct Assembled {
     pub budget: u32,
     /// Stored history turns left out of the prompt.
     pub dropped: u64,
+    /// Some were left out because the token budget could not hold them.
+    pub truncated: bool,
 }
 
 /// What a prompt is built around, besides the stored history.
@@ -33,6 +35,8 @@ pub struct Around<'a> {
     /// The newest stored turns that must be kept: the calls the new turns answer.
     pub pinned: usize,
     pub budget: u32,
+    /// Replaces the session's system prompt for this prompt only.
+    pub instructions: Option<&'a str>,
 }
 
 /// The newest turns read first when the session has no `context_window`; grown fourfold
@@ -64,7 +68,9 @@ pub async fn assemble(
     mut history: Vec<Turn>,
 ) -> Result<Assembled, ApiError> {
     let counter = TokenCounter::shared();
-    let system = session.config.system_prompt.as_deref();
+    let system = around
+        .instructions
+        .or(session.config.system_prompt.as_deref());
     let system_tokens = system.map_or(0, |p| {
         counter.count_message(model.tokenizer, Role::System, p)
     });
@@ -104,5 +110,6 @@ pub async fn assemble(
         tokens: plan.tokens,
         budget: around.budget,
         dropped: session.message_count.saturating_sub(kept.len() as u64),
+        truncated: plan.over_budget,
     })
 }

@@ -5,6 +5,8 @@
 //! stored unless the model answered in full.
 
 pub mod context;
+mod finish;
+mod input;
 pub mod lease;
 pub mod send;
 pub mod stream;

@@ -58,15 +58,31 @@ pub fn report(attempt: &Attempt) -> FailedAttempt {
     }
 }
 
-/// A model and its configured fallbacks, for calls without a session.
-pub fn configured_chain(state: &AppState, name: &str) -> Result<Vec<Arc<Model>>, ApiError> {
-    let primary = state
+pub fn known_model(state: &AppState, name: &str) -> Result<Arc<Model>, ApiError> {
+    state
         .models
         .get(name)
-        .ok_or_else(|| ApiError::invalid("model", format!("unknown model `{name}`")))?;
+        .cloned()
+        .ok_or_else(|| ApiError::invalid("model", format!("unknown model `{name}`")))
+}
+
+/// The models a call tries, in order: `primary`, then `fallbacks` — or, when that names
+/// none (a session without its own), the model's configured fallbacks. Unknown names and
+/// repeats are skipped.
+pub fn chain(
+    state: &AppState,
+    primary: &str,
+    fallbacks: &[String],
+) -> Result<Vec<Arc<Model>>, ApiError> {
+    let primary = known_model(state, primary)?;
+    let fallbacks = if fallbacks.is_empty() {
+        &primary.fallbacks
+    } else {
+        fallbacks
+    };
     let mut chain = vec![primary.clone()];
-    for fallback in &primary.fallbacks {
-        if let Some(model) = state.models.get(fallback)
+    for name in fallbacks {
+        if let Some(model) = state.models.get(name)
             && !chain.iter().any(|m| m.name == model.name)
         {
             chain.push(model.clone());

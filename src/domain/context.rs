@@ -43,6 +43,8 @@ pub struct ContextPlan {
     /// The oldest turns given start in the middle of a unit whose beginning is older
     /// still: they cannot be judged without it.
     pub cut_unit: bool,
+    /// Turns were left out because the budget could not hold them (not the window).
+    pub over_budget: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -72,14 +74,18 @@ pub fn build_context(input: &ContextInput<'_>) -> Result<ContextPlan, ContextExc
     let max_turns = input
         .window
         .map_or(usize::MAX, |w| w.saturating_sub(pinned));
-    let (mut first_kept, mut cut_unit) = (selectable, false);
+    let (mut first_kept, mut cut_unit, mut over_budget) = (selectable, false, false);
     while first_kept > 0 {
         let Some(start) = unit_start(input.history, first_kept, input.history_complete) else {
             cut_unit = true;
             break;
         };
         let with_unit = tokens + cost(&input.history[start..first_kept]);
-        if selectable - start > max_turns || with_unit > budget {
+        if selectable - start > max_turns {
+            break;
+        }
+        if with_unit > budget {
+            over_budget = true;
             break;
         }
         tokens = with_unit;
@@ -93,6 +99,7 @@ pub fn build_context(input: &ContextInput<'_>) -> Result<ContextPlan, ContextExc
         dropped: first_kept,
         tokens: clamp(tokens),
         cut_unit,
+        over_budget,
     })
 }
 

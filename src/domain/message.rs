@@ -141,6 +141,23 @@ pub struct Turn {
     pub created_at: DateTime<Utc>,
     /// Tokens this turn costs inside a chat prompt, per-message overhead included.
     pub tokens: u32,
+    /// Of an answer made through the Responses API: what its request asked for.
+    pub record: Option<Box<AnswerRecord>>,
+}
+
+/// What a Responses API request asked for and what its answer cost, kept with the answer
+/// so that the response can be read back as it was made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnswerRecord {
+    /// The request's parameters, as the response object echoes them.
+    pub request: serde_json::Value,
+    pub model: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub finish_reason: String,
+    /// The response was deleted; its turns stay in the conversation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 impl Serialize for Turn {
@@ -193,7 +210,7 @@ mod stored {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Serialize};
 
-    use super::{Message, Role, Turn};
+    use super::{AnswerRecord, Message, Role, Turn};
     use crate::domain::{
         content::Content,
         tools::{FunctionCall, ToolCall},
@@ -217,6 +234,8 @@ mod stored {
         rf: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         fc: Option<&'a FunctionCall>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rs: Option<&'a AnswerRecord>,
     }
 
     #[derive(Deserialize)]
@@ -241,6 +260,8 @@ mod stored {
         rf: Option<String>,
         #[serde(default)]
         fc: Option<FunctionCall>,
+        #[serde(default)]
+        rs: Option<Box<AnswerRecord>>,
     }
 
     /// Nanoseconds since the epoch; RFC 3339 text for the rare time outside ±292 years
@@ -270,6 +291,7 @@ mod stored {
                 ti: m.tool_call_id.as_deref(),
                 rf: m.refusal.as_deref(),
                 fc: m.function_call.as_ref(),
+                rs: turn.record.as_deref(),
             }
         }
     }
@@ -293,6 +315,7 @@ mod stored {
                 },
                 created_at,
                 tokens: s.n,
+                record: s.rs,
             }
         }
     }
@@ -319,6 +342,14 @@ mod tests {
             message,
             created_at: "2024-05-01T10:00:00.123456789Z".parse().unwrap(),
             tokens: 21,
+            record: Some(Box::new(AnswerRecord {
+                request: json!({"instructions": "be brief"}),
+                model: "gpt-4.1".into(),
+                prompt_tokens: 100,
+                completion_tokens: 9,
+                finish_reason: "tool_calls".into(),
+                deleted: false,
+            })),
         }
     }
 

@@ -40,11 +40,24 @@ pub fn field_in_content(_: usize, rest: &str) -> String {
     format!("content{}", rest.strip_prefix(".content").unwrap_or(""))
 }
 
+/// What a batch of new turns may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// A send of the sessions API or the relay: results of the open calls, then at most
+    /// one user turn.
+    Delta,
+    /// Conversation items (the Responses and Conversations APIs): any turns, assistant
+    /// turns and their calls included, as long as every call is answered before the
+    /// next turn that is not a result.
+    Items,
+}
+
 pub fn check_new_turns(
     turns: &[Message],
     pending: &[ToolCall],
     max_bytes: usize,
     field: FieldName<'_>,
+    batch: Batch,
 ) -> DomainResult<()> {
     if turns.is_empty() {
         return Err(DomainError::invalid(field(0, ""), "at least one turn"));
@@ -55,7 +68,7 @@ pub fn check_new_turns(
             format!("at most {MAX_NEW_TURNS} turns per send"),
         ));
     }
-    if turns.iter().filter(|t| t.role != Role::Tool).count() > 1 {
+    if batch == Batch::Delta && turns.iter().filter(|t| t.role != Role::Tool).count() > 1 {
         return Err(DomainError::invalid(
             "messages",
             "send only the new turns (the results of the last answer's tool calls, then at most one user message): the session holds the history",
@@ -72,7 +85,8 @@ pub fn check_new_turns(
                 ),
             ));
         }
-        check_turn(turn, i, max_bytes, field)?;
+        check_turn(turn, i, max_bytes, field, batch)?;
+        open.extend(turn.tool_calls.iter().map(|call| call.id.as_str()));
         if turn.role == Role::Tool {
             let id = turn.tool_call_id.as_deref().unwrap_or("");
             let Some(at) = open.iter().position(|open_id| *open_id == id) else {
@@ -84,7 +98,10 @@ pub fn check_new_turns(
             open.remove(at);
         }
     }
-    if !open.is_empty() {
+    // Items may end with calls the client has not answered yet: they stay open, and the
+    // next turn must answer them.
+    let may_stay_open = batch == Batch::Items && turns.last().is_some_and(Message::calls_tools);
+    if !open.is_empty() && !may_stay_open {
         return Err(DomainError::invalid(
             field(turns.len() - 1, ""),
             format!(
@@ -101,43 +118,40 @@ fn check_turn(
     i: usize,
     max_bytes: usize,
     field: FieldName<'_>,
+    batch: Batch,
 ) -> DomainResult<()> {
-    match turn.role {
-        Role::Assistant => {
+    let items = batch == Batch::Items;
+    let refused = match turn.role {
+        Role::Assistant if !items => {
+            Some("the session stores the assistant's turns itself; send user or tool turns")
+        }
+        Role::System | Role::Developer if !items => {
+            Some("the session's system prompt instructs the model: change it with PATCH")
+        }
+        Role::Function => Some("sessions keep tool calls, not the deprecated function calls"),
+        _ => None,
+    };
+    if let Some(message) = refused {
+        return Err(DomainError::invalid(field(i, ".role"), message));
+    }
+    if matches!(turn.role, Role::User | Role::System | Role::Developer) {
+        if turn.content.is_empty() {
             return Err(DomainError::invalid(
-                field(i, ".role"),
-                "the session stores the assistant's turns itself; send user or tool turns",
+                field(i, ".content"),
+                "must not be empty",
             ));
         }
-        Role::Function => {
+        if turn.tool_call_id.is_some() {
             return Err(DomainError::invalid(
-                field(i, ".role"),
-                "sessions keep tool calls, not the deprecated function calls",
+                field(i, ".tool_call_id"),
+                "only a tool turn answers a call",
             ));
-        }
-        Role::System | Role::Developer => {
-            return Err(DomainError::invalid(
-                field(i, ".role"),
-                "the session's system prompt instructs the model: change it with PATCH",
-            ));
-        }
-        Role::Tool => {}
-        Role::User => {
-            if turn.content.is_empty() {
-                return Err(DomainError::invalid(
-                    field(i, ".content"),
-                    "must not be empty",
-                ));
-            }
-            if turn.tool_call_id.is_some() {
-                return Err(DomainError::invalid(
-                    field(i, ".tool_call_id"),
-                    "only a tool turn answers a call",
-                ));
-            }
         }
     }
-    if !turn.tool_calls.is_empty() || turn.function_call.is_some() || turn.refusal.is_some() {
+    let assistants = turn.role == Role::Assistant;
+    if !assistants
+        && (!turn.tool_calls.is_empty() || turn.function_call.is_some() || turn.refusal.is_some())
+    {
         return Err(DomainError::invalid(
             field(i, ""),
             "tool calls and refusals are the assistant's",
@@ -198,7 +212,7 @@ mod tests {
 
     fn field_of(turns: &[Message], pending: &[ToolCall]) -> Option<String> {
         let name = |i: usize, rest: &str| format!("messages[{i}]{rest}");
-        match check_new_turns(turns, pending, 1000, &name) {
+        match check_new_turns(turns, pending, 1000, &name, Batch::Delta) {
             Err(DomainError::Invalid { field, .. }) => field,
             Ok(()) => None,
             other => panic!("{other:?}"),
@@ -279,12 +293,39 @@ mod tests {
     }
 
     #[test]
+    fn items_may_hold_assistant_turns_whose_calls_are_answered_in_order() {
+        let name = |i: usize, rest: &str| format!("input[{i}]{rest}");
+        let check = |value| check_new_turns(&messages(value), &[], 1000, &name, Batch::Items);
+        let paired = json!([
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            {"role": "assistant", "content": "It is sunny."}
+        ]);
+        assert!(check(paired).is_ok());
+        let open_at_the_end = json!([
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+        ]);
+        assert!(check(open_at_the_end).is_ok(), "answered by the next turn");
+        let skipped = json!([
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "user", "content": "never mind"}
+        ]);
+        assert!(
+            matches!(check(skipped), Err(DomainError::Invalid { field: Some(f), .. }) if f == "input[1].role")
+        );
+    }
+
+    #[test]
     fn only_an_assistant_turn_leaves_calls_pending() {
         let turn = |message: Message| Turn {
             id: "0_x".into(),
             message,
             created_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
             tokens: 1,
+            record: None,
         };
         let mut answer = Message::text(Role::Assistant, "");
         answer.tool_calls = calls(&["call_1"]);

@@ -110,8 +110,6 @@ fn send_input(
         return Err(ApiError::invalid("max_tokens", "must be at least 1"));
     }
     Ok(SendInput {
-        turns,
-        turn_field,
         model,
         max_tokens,
         temperature,
@@ -122,8 +120,8 @@ fn send_input(
             parallel_tool_calls,
             ..Params::default()
         },
-        extra: serde_json::Map::new(),
         idempotency: idempotency_claim(state, req, raw)?,
+        ..SendInput::of_turns(turns, turn_field)
     })
 }
 
@@ -190,6 +188,7 @@ async fn context(
         tools_tokens: TokenCounter::shared().count_tools(model.tokenizer, &session.config.tools),
         pinned: usize::from(!pending_calls(&history).is_empty()),
         budget: budget(&session, model, max_tokens),
+        instructions: None,
     };
     let assembled = assemble(store, &session, model, &around, history).await?;
     Ok(HttpResponse::Ok().json(json!({

@@ -114,7 +114,7 @@ async fn stateless(
     body: ChatCompletionRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (streaming, include_usage) = (body.streaming(), body.include_usage());
-    let chain = upstream::configured_chain(&state, &body.model)?;
+    let chain = upstream::chain(&state, &body.model, &[])?;
     let options = Arc::new(body.options());
     let (max_tokens, temperature) = (body.max_tokens(), body.temperature);
     let messages = body.messages;
@@ -218,8 +218,6 @@ fn session_id(req: &HttpRequest, body: &ChatCompletionRequest) -> Result<Option<
 /// turns (a user message, or the results of the last answer's tool calls).
 fn session_input(body: &ChatCompletionRequest) -> SendInput {
     SendInput {
-        turns: body.messages.clone(),
-        turn_field: field_in_messages,
         model: Some(body.model.clone()),
         max_tokens: body.max_tokens(),
         temperature: body.temperature,
@@ -228,7 +226,7 @@ fn session_input(body: &ChatCompletionRequest) -> SendInput {
         response_format: body.response_format.clone(),
         params: body.params.clone(),
         extra: body.extra.clone(),
-        idempotency: None,
+        ..SendInput::of_turns(body.messages.clone(), field_in_messages)
     }
 }
 

@@ -114,6 +114,7 @@ pub(super) fn plan(
             message,
             created_at,
             tokens,
+            record: None,
         };
         match serde_json::to_string(&turn) {
             Ok(json) => turns.push(json),

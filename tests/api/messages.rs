@@ -465,6 +465,7 @@ async fn inject_turns(app: &TestApp, id: &str, n: u64) {
             tokens: counter.count_message(Tokenizer::O200kBase, role, &content),
             message: Message::text(role, content),
             created_at: chrono::Utc::now(),
+            record: None,
         };
         batch.push(serde_json::to_string(&turn).unwrap());
         if batch.len() == 1000 || index + 1 == n {

@@ -126,6 +126,7 @@ fn turn(index: u64, role: Role, content: &str) -> Turn {
         message: Message::text(role, content),
         created_at: Utc::now(),
         tokens: 3 + content.len() as u32,
+        record: None,
     }
 }
 

@@ -36,6 +36,7 @@ fn turn(index: usize, kind: Kind, tokens: u32) -> Turn {
         message,
         created_at: DateTime::<Utc>::UNIX_EPOCH,
         tokens,
+        record: None,
     }
 }
 
