@@ -8,6 +8,7 @@ pub mod context;
 mod finish;
 mod input;
 pub mod lease;
+pub mod outcome;
 pub mod send;
 pub mod stream;
 pub mod upstream;

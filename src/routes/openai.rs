@@ -19,18 +19,19 @@ use serde_json::{Value, json};
 use self::{
     errors::OpenAiError,
     events::ChunkWriter,
-    wire::{Answer, ChatCompletionRequest, Head, completion, estimate_usage},
+    wire::{Answer, ChatCompletionRequest, Head, completion},
 };
 use super::extract::ApiJson;
 use crate::{
     auth::Caller,
     conversation::{
-        send::{SendInput, Started, call_chain, finish, prepare},
+        outcome::{Destination, estimate_usage},
+        send::{SendInput, Started, call_chain, prepare},
         stream, upstream,
     },
     domain::{message::Message, session::new_id, tools::Tool, turns::field_in_messages},
     error::ApiError,
-    llm::{ChatRequest, Usage, finish_reason, registry::Model},
+    llm::{ChatRequest, registry::Model},
     metering::{Estimate, Metering},
     state::AppState,
 };
@@ -75,8 +76,8 @@ async fn with_session(
         // Only an Idempotency-Key replays, and the relay passes none.
         Started::Replay(_) => return Err(ApiError::Internal("unexpected replay".into())),
     };
+    let deadline = upstream::deadline(&state);
     if body.streaming() {
-        let deadline = upstream::deadline(&state);
         let opened = stream::open(
             &state,
             &prepared.chain,
@@ -85,27 +86,21 @@ async fn with_session(
         )
         .await;
         let opened = prepared.lease.release_on_err(opened).await?;
-        let head = head(&opened.model);
-        let index = opened.index;
-        let writer =
-            ChunkWriter::session(head, body.include_usage(), state.clone(), prepared, index);
-        return Ok(stream::serve(state, opened, writer, deadline));
+        let destination = Destination::session(prepared, opened.index);
+        return Ok(relay_stream(
+            state,
+            opened,
+            body.include_usage(),
+            destination,
+            deadline,
+        ));
     }
     let called = call_chain(&state, &prepared).await;
     let (index, answer) = prepared.lease.release_on_err(called).await?;
-    let (logprobs, fingerprint) = (answer.logprobs.clone(), answer.system_fingerprint.clone());
-    let sent = finish(&state, prepared, index, answer).await?;
-    let answer = Answer {
-        message: &sent.assistant(),
-        finish_reason: sent.finish_reason,
-        logprobs: logprobs.as_ref(),
-        system_fingerprint: fingerprint.as_deref(),
-        usage: Usage {
-            prompt_tokens: sent.usage.prompt_tokens,
-            completion_tokens: sent.usage.completion_tokens,
-        },
-    };
-    Ok(HttpResponse::Ok().json(completion(&head(&sent.model_used), &answer)))
+    let completed = Destination::session(prepared, index)
+        .complete(&state, answer)
+        .await?;
+    Ok(HttpResponse::Ok().json(completion(&head(&completed.model), &Answer::of(&completed))))
 }
 
 async fn stateless(
@@ -117,19 +112,11 @@ async fn stateless(
     let chain = upstream::chain(&state, &body.model, &[])?;
     let options = Arc::new(body.options());
     let (max_tokens, temperature) = (body.max_tokens(), body.temperature);
-    let messages = body.messages;
-    let mut metering = reserve(
-        &state,
-        caller,
-        &chain,
-        &messages,
-        &options.tools,
-        max_tokens,
-    )
-    .await?;
+    let prompt = body.messages;
+    let metering = reserve(&state, caller, &chain, &prompt, &options.tools, max_tokens).await?;
     let request_for = |model: &Model| ChatRequest {
         model: model.upstream_name.clone(),
-        messages: messages.clone(),
+        messages: prompt.clone(),
         max_tokens,
         temperature,
         options: options.clone(),
@@ -137,32 +124,48 @@ async fn stateless(
     let deadline = upstream::deadline(&state);
     if streaming {
         let opened = stream::open(&state, &chain, request_for, deadline).await?;
-        let model = answering(&chain, opened.index)?;
-        let writer = ChunkWriter::stateless(
-            head(&model.name),
-            include_usage,
-            model.clone(),
-            (messages, options),
+        let model = answering(&chain, opened.index)?.clone();
+        let destination = Destination::Stateless {
+            model,
+            prompt,
+            options,
             metering,
-        );
-        return Ok(stream::serve(state, opened, writer, deadline));
+        };
+        return Ok(relay_stream(
+            state,
+            opened,
+            include_usage,
+            destination,
+            deadline,
+        ));
     }
     let routed = (state.router.complete(&chain, request_for, deadline).await)
         .map_err(upstream::api_error)?;
-    let (model, answer) = (answering(&chain, routed.index)?, routed.value);
-    let usage = answer.usage.unwrap_or_else(|| {
-        estimate_usage(model.tokenizer, &messages, &options.tools, &answer.message)
-    });
-    let cost = model.cost_nano_usd(usage.prompt_tokens, usage.completion_tokens);
-    metering.settle(model, usage, cost).await;
-    let reply = Answer {
-        message: &answer.message,
-        finish_reason: finish_reason(answer.finish_reason.as_deref(), &answer.message),
-        logprobs: answer.logprobs.as_ref(),
-        system_fingerprint: answer.system_fingerprint.as_deref(),
-        usage,
+    let model = answering(&chain, routed.index)?.clone();
+    let destination = Destination::Stateless {
+        model,
+        prompt,
+        options,
+        metering,
     };
-    Ok(HttpResponse::Ok().json(completion(&head(&model.name), &reply)))
+    let completed = destination.complete(&state, routed.value).await?;
+    Ok(HttpResponse::Ok().json(completion(&head(&completed.model), &Answer::of(&completed))))
+}
+
+fn relay_stream(
+    state: web::Data<AppState>,
+    opened: stream::Opened,
+    include_usage: bool,
+    destination: Destination,
+    deadline: tokio::time::Instant,
+) -> HttpResponse {
+    let writer = ChunkWriter::new(
+        head(&opened.model),
+        include_usage,
+        state.clone(),
+        destination,
+    );
+    stream::serve(state, opened, writer, deadline)
 }
 
 fn answering(chain: &[Arc<Model>], index: usize) -> Result<&Arc<Model>, ApiError> {

@@ -3,8 +3,6 @@
 //! after the stream began is a `data: {"error": …}` event and never a `[DONE]`, which the
 //! SDKs raise as an exception instead of presenting a partial answer as complete.
 
-use std::sync::Arc;
-
 use actix_web::web;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -12,17 +10,12 @@ use serde_json::json;
 
 use super::{
     errors::error_object,
-    wire::{DONE, Head, chunk, delta_chunk, estimate_usage, usage_chunk},
+    wire::{DONE, Head, chunk, delta_chunk, usage_chunk},
 };
 use crate::{
-    conversation::{
-        send::{Prepared, finish},
-        stream::EventWriter,
-    },
-    domain::message::Message,
+    conversation::{outcome::Destination, stream::EventWriter},
     error::ApiError,
-    llm::{ChatResponse, Delta, Options, Usage, finish_reason, registry::Model},
-    metering::Metering,
+    llm::{ChatResponse, Delta},
     state::AppState,
 };
 
@@ -30,63 +23,23 @@ pub struct ChunkWriter {
     head: Head,
     include_usage: bool,
     role_sent: bool,
-    store: Store,
-}
-
-/// What happens to a complete answer.
-enum Store {
-    /// Stored as the session's next two turns; usage as billed to the session.
-    Session {
-        state: web::Data<AppState>,
-        prepared: Option<Box<Prepared>>,
-        index: usize,
-    },
-    /// Nothing stored; usage as reported, or counted when the upstream said nothing,
-    /// and settled against the key's reservation.
-    Stateless {
-        model: Arc<Model>,
-        prompt: (Vec<Message>, Arc<Options>),
-        metering: Metering,
-    },
+    state: web::Data<AppState>,
+    destination: Option<Destination>,
 }
 
 impl ChunkWriter {
-    pub fn session(
+    pub fn new(
         head: Head,
         include_usage: bool,
         state: web::Data<AppState>,
-        prepared: Prepared,
-        index: usize,
+        destination: Destination,
     ) -> ChunkWriter {
-        let store = Store::Session {
-            state,
-            prepared: Some(Box::new(prepared)),
-            index,
-        };
-        ChunkWriter::new(head, include_usage, store)
-    }
-
-    pub fn stateless(
-        head: Head,
-        include_usage: bool,
-        model: Arc<Model>,
-        prompt: (Vec<Message>, Arc<Options>),
-        metering: Metering,
-    ) -> ChunkWriter {
-        let store = Store::Stateless {
-            model,
-            prompt,
-            metering,
-        };
-        ChunkWriter::new(head, include_usage, store)
-    }
-
-    fn new(head: Head, include_usage: bool, store: Store) -> ChunkWriter {
         ChunkWriter {
             head,
             include_usage,
             role_sent: false,
-            store,
+            state,
+            destination: Some(destination),
         }
     }
 
@@ -97,38 +50,6 @@ impl ChunkWriter {
         }
         let role = json!({"role": "assistant", "content": ""});
         chunk(&self.head, &role, None, None)
-    }
-
-    async fn usage(&mut self, answer: ChatResponse) -> Result<Usage, ApiError> {
-        match &mut self.store {
-            Store::Session {
-                state,
-                prepared,
-                index,
-            } => {
-                let prepared = prepared
-                    .take()
-                    .ok_or_else(|| ApiError::Internal("answer completed twice".into()))?;
-                let response = finish(state, *prepared, *index, answer).await?;
-                Ok(Usage {
-                    prompt_tokens: response.usage.prompt_tokens,
-                    completion_tokens: response.usage.completion_tokens,
-                })
-            }
-            Store::Stateless {
-                model,
-                prompt,
-                metering,
-            } => {
-                let (messages, options) = prompt;
-                let usage = answer.usage.unwrap_or_else(|| {
-                    estimate_usage(model.tokenizer, messages, &options.tools, &answer.message)
-                });
-                let cost = model.cost_nano_usd(usage.prompt_tokens, usage.completion_tokens);
-                metering.settle(model, usage, cost).await;
-                Ok(usage)
-            }
-        }
     }
 }
 
@@ -141,27 +62,27 @@ impl EventWriter for ChunkWriter {
     }
 
     async fn done(&mut self, answer: ChatResponse) -> Result<Bytes, ApiError> {
-        let finish = finish_reason(answer.finish_reason.as_deref(), &answer.message);
-        // Known only now; the closing chunk carries it.
-        self.head.system_fingerprint = answer.system_fingerprint.clone();
+        let destination = self
+            .destination
+            .take()
+            .ok_or_else(|| ApiError::Internal("answer completed twice".into()))?;
         // Stored (for a session) before anything says "complete".
-        let usage = self.usage(answer).await?;
+        let completed = destination.complete(&self.state, answer).await?;
+        // Known only now; the closing chunk carries it.
+        self.head.system_fingerprint = completed.system_fingerprint;
         let mut out = self.role();
-        out.push_str(&chunk(&self.head, &json!({}), None, Some(finish)));
+        let last = chunk(&self.head, &json!({}), None, Some(completed.finish_reason));
+        out.push_str(&last);
         if self.include_usage {
-            out.push_str(&usage_chunk(&self.head, usage));
+            out.push_str(&usage_chunk(&self.head, completed.usage));
         }
         out.push_str(DONE);
         Ok(Bytes::from(out))
     }
 
     async fn error(&mut self, err: &ApiError) -> Bytes {
-        if let Store::Session {
-            prepared: Some(prepared),
-            ..
-        } = &mut self.store
-        {
-            prepared.lease.release().await;
+        if let Some(destination) = self.destination.as_mut() {
+            destination.abandon().await;
         }
         let object = error_object(err);
         Bytes::from(format!("data: {}\n\n", json!({ "error": object })))

@@ -6,10 +6,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
+    conversation::outcome::Completed,
     domain::{
         message::Message,
         params::Params,
-        tokens::{REPLY_PRIMING_TOKENS, TokenCounter, Tokenizer},
         tools::{self, ResponseFormat, Tool, ToolChoice},
     },
     error::ApiError,
@@ -116,6 +116,18 @@ pub struct Answer<'a> {
     pub usage: Usage,
 }
 
+impl<'a> Answer<'a> {
+    pub fn of(completed: &'a Completed) -> Answer<'a> {
+        Answer {
+            message: &completed.message,
+            finish_reason: completed.finish_reason,
+            logprobs: completed.logprobs.as_ref(),
+            system_fingerprint: completed.system_fingerprint.as_deref(),
+            usage: completed.usage,
+        }
+    }
+}
+
 fn wire_usage(usage: Usage) -> Value {
     json!({
         "prompt_tokens": usage.prompt_tokens,
@@ -179,23 +191,3 @@ pub fn usage_chunk(head: &Head, usage: Usage) -> String {
 }
 
 pub const DONE: &str = "data: [DONE]\n\n";
-
-/// What a prompt and its answer cost when the upstream did not say (some servers never
-/// report usage).
-pub fn estimate_usage(
-    tokenizer: Tokenizer,
-    prompt: &[Message],
-    tools: &[Tool],
-    answer: &Message,
-) -> Usage {
-    let counter = TokenCounter::shared();
-    let prompt_tokens = prompt
-        .iter()
-        .map(|m| counter.count_turn(tokenizer, m))
-        .fold(REPLY_PRIMING_TOKENS, u32::saturating_add)
-        .saturating_add(counter.count_tools(tokenizer, tools));
-    Usage {
-        prompt_tokens,
-        completion_tokens: counter.count_said(tokenizer, answer),
-    }
-}

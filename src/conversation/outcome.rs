@@ -1,0 +1,136 @@
+//! Where a complete answer goes, whichever API asked for it: stored as a session's next
+//! turns (by [`finish`]), or, for a call without a session, only metered.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{
+    finish::{SendResponse, finish},
+    send::Prepared,
+};
+use crate::{
+    domain::{
+        message::Message,
+        tokens::{REPLY_PRIMING_TOKENS, TokenCounter, Tokenizer},
+        tools::Tool,
+    },
+    error::ApiError,
+    llm::{ChatResponse, Options, Usage, finish_reason, registry::Model},
+    metering::Metering,
+    state::AppState,
+};
+
+pub enum Destination {
+    /// The session's next turns; usage as billed to the session.
+    Session {
+        prepared: Box<Prepared>,
+        /// Position in the chain of the model that answers.
+        index: usize,
+    },
+    /// Nothing stored; usage as reported, or counted when the upstream said nothing,
+    /// and settled against the key's reservation.
+    Stateless {
+        model: Arc<Model>,
+        prompt: Vec<Message>,
+        options: Arc<Options>,
+        metering: Metering,
+    },
+}
+
+/// A complete answer, stored or metered.
+pub struct Completed {
+    pub message: Message,
+    /// OpenAI's words: `stop`, `length`, `tool_calls`, `content_filter`.
+    pub finish_reason: &'static str,
+    pub usage: Usage,
+    /// The configured name of the model that answered.
+    pub model: String,
+    pub logprobs: Option<Value>,
+    pub system_fingerprint: Option<String>,
+    /// For a session: what the sessions API answers (ids, cost, context).
+    pub sent: Option<SendResponse>,
+}
+
+impl Destination {
+    pub fn session(prepared: Prepared, index: usize) -> Destination {
+        Destination::Session {
+            prepared: Box::new(prepared),
+            index,
+        }
+    }
+
+    pub async fn complete(
+        self,
+        state: &AppState,
+        answer: ChatResponse,
+    ) -> Result<Completed, ApiError> {
+        let (logprobs, system_fingerprint) =
+            (answer.logprobs.clone(), answer.system_fingerprint.clone());
+        match self {
+            Destination::Session { prepared, index } => {
+                let sent = finish(state, *prepared, index, answer).await?;
+                Ok(Completed {
+                    message: sent.assistant(),
+                    finish_reason: sent.finish_reason,
+                    usage: Usage {
+                        prompt_tokens: sent.usage.prompt_tokens,
+                        completion_tokens: sent.usage.completion_tokens,
+                    },
+                    model: sent.model_used.clone(),
+                    logprobs,
+                    system_fingerprint,
+                    sent: Some(sent),
+                })
+            }
+            Destination::Stateless {
+                model,
+                prompt,
+                options,
+                mut metering,
+            } => {
+                let usage = answer.usage.unwrap_or_else(|| {
+                    estimate_usage(model.tokenizer, &prompt, &options.tools, &answer.message)
+                });
+                let cost = model.cost_nano_usd(usage.prompt_tokens, usage.completion_tokens);
+                metering.settle(&model, usage, cost).await;
+                Ok(Completed {
+                    finish_reason: finish_reason(answer.finish_reason.as_deref(), &answer.message),
+                    message: answer.message,
+                    usage,
+                    model: model.name.clone(),
+                    logprobs,
+                    system_fingerprint,
+                    sent: None,
+                })
+            }
+        }
+    }
+
+    /// The answer will not come: a session is given back at once.
+    pub async fn abandon(&mut self) {
+        if let Destination::Session { prepared, .. } = self {
+            prepared.lease.release().await;
+        }
+    }
+}
+
+/// What a prompt and its answer cost when the upstream did not say (some servers never
+/// report usage).
+pub fn estimate_usage(
+    tokenizer: Tokenizer,
+    prompt: &[Message],
+    tools: &[Tool],
+    answer: &Message,
+) -> Usage {
+    let counter = TokenCounter::shared();
+    let prompt_tokens = prompt
+        .iter()
+        .map(|m| counter.count_turn(tokenizer, m))
+        .fold(REPLY_PRIMING_TOKENS, u32::saturating_add)
+        .saturating_add(counter.count_tools(tokenizer, tools));
+    Usage {
+        prompt_tokens,
+        completion_tokens: counter.count_said(tokenizer, answer),
+    }
+}
