@@ -5,6 +5,9 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
 COPY bench ./bench
+# The playground is embedded in the binary: its page, stylesheet and built script.
+COPY web/playground/index.html web/playground/playground.css ./web/playground/
+COPY web/playground/dist ./web/playground/dist
 RUN cargo build --release --locked --bin session-relay
 
 # Run: a small image with just the binary, as an unprivileged user.

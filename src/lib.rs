@@ -8,7 +8,8 @@
 //! - [`auth`] turns `Authorization: Bearer …` into a tenant (or refuses); `routes::auth` runs it
 //!   per request (middleware and extractors).
 //! - [`routes`] is HTTP only: parse, call the domain and the store, map errors.
-//!   `routes/openai.rs` is the OpenAI-compatible relay, with OpenAI's error shape.
+//!   `routes/openai.rs` is the OpenAI-compatible relay, with OpenAI's error shape;
+//!   `routes/playground.rs` serves the browser playground built from `web/playground/`.
 //! - [`conversation`] runs one turn: lease, context, upstream call, atomic commit.
 //! - [`transfer`] runs bulk imports (streamed, batched, pipelined) and NDJSON exports.
 //! - [`metering`] enforces per-key rate limits and spending caps, and records usage.

@@ -9,6 +9,7 @@ pub mod extract;
 mod health;
 mod messages;
 mod openai;
+mod playground;
 mod sessions;
 mod transfer;
 mod usage;
@@ -38,6 +39,7 @@ pub fn configure(cfg: &mut Routes) {
     admin::configure(cfg);
     usage::configure(cfg);
     client_tokens::configure(cfg);
+    playground::configure(cfg);
 }
 
 /// The caller's session, or 404: unknown, expired, deleted and foreign ids look the same.

@@ -16,6 +16,7 @@ mod migrations;
 mod observability;
 mod openapi;
 mod outage;
+mod playground;
 mod redis_server;
 mod redis_tls;
 mod resilience;

@@ -90,6 +90,11 @@ async fn the_docs_page_loads_nothing_from_outside() {
     let (app, _) = document().await;
     let page = app.get_text("/docs").await;
     assert!(page.contains("/openapi.json"));
+    assert_nothing_external(&page);
+}
+
+/// No reference to another origin in a page, script or stylesheet.
+pub fn assert_nothing_external(text: &str) {
     for attribute in [
         "src=\"http",
         "href=\"http",
@@ -97,7 +102,8 @@ async fn the_docs_page_loads_nothing_from_outside() {
         "href='http",
         "@import",
         "url(http",
+        "//cdn",
     ] {
-        assert!(!page.contains(attribute), "external asset: {attribute}");
+        assert!(!text.contains(attribute), "external asset: {attribute}");
     }
 }
