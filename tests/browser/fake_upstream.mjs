@@ -1,7 +1,8 @@
 // A fake OpenAI-compatible upstream on 127.0.0.1 that the tests control: it answers
 // `/chat/completions` word by word as server-sent events, a pause before each word, and
 // can be told to break a stream off after a number of words (the connection is
-// destroyed, as a crashed provider would leave it) or to fail a model outright.
+// destroyed, as a crashed provider would leave it) or to fail a model outright. A request
+// that offers tools is answered with a call of one.
 
 import { createServer } from 'node:http';
 
@@ -58,6 +59,7 @@ export class FakeUpstream {
     }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     const chunk = (choices, extra = {}) => `data: ${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 0, model: body.model, choices, ...extra })}\n\n`;
+    if (body.tools?.length && body.messages.at(-1)?.role === 'user') return this.#callTool(res, chunk, usage);
     res.write(chunk([{ index: 0, delta: { role: 'assistant', content: '' } }]));
     const breakAfter = this.breakAfter;
     for (const [i, word] of words.entries()) {
@@ -71,6 +73,17 @@ export class FakeUpstream {
       }
     }
     res.write(chunk([{ index: 0, delta: {}, finish_reason: 'stop' }]));
+    res.write(chunk([], { usage }));
+    res.end('data: [DONE]\n\n');
+  }
+
+  /** A request that offers tools gets a streamed call of the first one, its arguments in pieces. */
+  #callTool(res, chunk, usage) {
+    const call = (fields) => chunk([{ index: 0, delta: { tool_calls: [{ index: 0, ...fields }] } }]);
+    res.write(call({ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '' } }));
+    res.write(call({ function: { arguments: '{"city":' } }));
+    res.write(call({ function: { arguments: '"Oslo"}' } }));
+    res.write(chunk([{ index: 0, delta: {}, finish_reason: 'tool_calls' }]));
     res.write(chunk([], { usage }));
     res.end('data: [DONE]\n\n');
   }

@@ -303,6 +303,25 @@ describe('playground with keys configured', { timeout: 180_000 }, () => {
     await tab.close();
   });
 
+  it('shows a tool call the model answered with, streamed and stored', async () => {
+    const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+    const id = (await api(service, KEY, 'POST', '/v1/sessions', { tools })).body.session_id;
+    const tab = await page();
+    await openWithKey(tab, `${playground()}#session=${id}`);
+    await tab.locator('#message').fill('Weather in Oslo?');
+    await tab.locator('#message').press('Enter');
+    await tab.waitForFunction(() => document.getElementById('send-status').textContent.startsWith('Answer stored.'));
+    assert.match(await text(tab, '#send-status'), /asked for tool results/);
+    const call = '→ calls get_weather({"city":"Oslo"})';
+    assert.deepEqual(await bodies(tab), ['Weather in Oslo?', call]);
+    await tab.reload();
+    await tab.locator('#api-key').fill(KEY);
+    await tab.locator('#api-key').press('Enter');
+    await tab.waitForFunction(() => document.querySelectorAll('#transcript .msg').length === 2);
+    assert.deepEqual(await bodies(tab), ['Weather in Oslo?', call], 'the stored turn reads the same');
+    await tab.close();
+  });
+
   it('shows a stream error event as an error, never as a finished answer', async () => {
     const tab = await page();
     await openWithKey(tab, playground());

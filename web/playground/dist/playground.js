@@ -114,8 +114,30 @@
     return `$${n.toFixed(6).replace(/0{1,4}$/, "")}`;
   }
 
+  // src/turn_text.ts
+  function turnText(message) {
+    const lines = [];
+    if (message.tool_call_id) lines.push(`[result of ${message.tool_call_id}]`);
+    const content = contentText(message.content);
+    if (content) lines.push(content);
+    if (message.refusal) lines.push(`Refused: ${message.refusal}`);
+    for (const call2 of message.tool_calls ?? []) lines.push(`→ calls ${call2.function.name}(${call2.function.arguments})`);
+    return lines.join("\n");
+  }
+  function contentText(content) {
+    if (typeof content === "string") return content;
+    if (!Array.isArray(content)) return "";
+    return content.map(partText).join("\n");
+  }
+  function partText(part) {
+    if (part["type"] === "text") return String(part["text"] ?? "");
+    if (part["type"] === "refusal") return `Refused: ${String(part["refusal"] ?? "")}`;
+    const names = { image_url: "image", input_audio: "audio", file: "file" };
+    return `[${names[String(part["type"])] ?? String(part["type"])}]`;
+  }
+
   // src/context_panel.ts
-  var ROLE_NAMES = { user: "You", assistant: "Assistant", system: "System prompt", tool: "Tool" };
+  var ROLE_NAMES = { user: "You", assistant: "Assistant", system: "System prompt", developer: "Developer", tool: "Tool" };
   var ContextPanel = class {
     expiresAt = 0;
     timer;
@@ -158,7 +180,7 @@
     }
     upstream(context2) {
       setText("upstream-count", count(context2.messages.length));
-      fill(byId("upstream-list"), ...context2.messages.map((m) => turnItem(m.role, m.content)));
+      fill(byId("upstream-list"), ...context2.messages.map((m) => turnItem(m.role, turnText(m))));
     }
     droppedTurns(dropped, read) {
       setText("dropped-count", count(dropped));
@@ -403,7 +425,7 @@
 
   // src/transcript.ts
   var PAGE_SIZE = 20;
-  var ROLE_NAMES2 = { user: "You", assistant: "Assistant", system: "System", tool: "Tool" };
+  var ROLE_NAMES2 = { user: "You", assistant: "Assistant", system: "System", developer: "Developer", tool: "Tool" };
   var Transcript = class {
     constructor(list, empty, fetchPage, onError) {
       this.list = list;
@@ -440,7 +462,7 @@
       this.moreButton.disabled = true;
       try {
         const page = await this.fetchPage(this.cursor);
-        page.data.forEach((message, i) => this.stored.set(this.loaded + i, shown(message.role, message.content, message)));
+        page.data.forEach((message, i) => this.stored.set(this.loaded + i, shown(message.role, turnText(message), message)));
         const first = this.stored.get(this.loaded);
         this.loaded += page.data.length;
         this.cursor = page.next_cursor;
@@ -491,9 +513,11 @@
       sending2.reply.body.append(text);
       this.keepBottomInView();
     }
-    /** The answer is complete and stored. */
-    finish(sending2) {
+    /** The answer is complete and stored; tool calls and a refusal arrive whole with it. */
+    finish(sending2, response) {
       const { user, reply } = sending2;
+      reply.text = turnText({ role: "assistant", content: response.assistant_message, tool_calls: response.tool_calls, refusal: response.refusal ?? null });
+      reply.body.textContent = reply.text;
       reply.body.setAttribute("aria-busy", "false");
       reply.element.classList.remove("streaming");
       user.badge.textContent = reply.badge.textContent = "stored";
@@ -679,10 +703,14 @@
     messageBox.value = "";
     try {
       const response = await sendStreaming(id, content, (text) => transcript.append(turn, text));
-      transcript.finish(turn);
+      transcript.finish(turn, response);
       context.lastSend(response);
       await refresh(id, (session) => transcript.place(turn, session.message_count));
-      status("Answer stored.", "done");
+      if (response.finish_reason === "tool_calls") {
+        status("Answer stored. The model asked for tool results: send them through the API before the next message.", "busy");
+      } else {
+        status("Answer stored.", "done");
+      }
     } catch (err) {
       if (!messageBox.value) messageBox.value = content;
       if (err instanceof ApiFailure && err.code === "session_busy") {

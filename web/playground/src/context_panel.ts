@@ -3,9 +3,10 @@
 // running totals and its TTL. Drawn again after every turn.
 
 import { byId, count, fill, h, setText as text, usd } from './dom';
+import { turnText } from './turn_text';
 import type { ContextView, SendResponse, Session } from './types';
 
-const ROLE_NAMES: Record<string, string> = { user: 'You', assistant: 'Assistant', system: 'System prompt', tool: 'Tool' };
+const ROLE_NAMES: Record<string, string> = { user: 'You', assistant: 'Assistant', system: 'System prompt', developer: 'Developer', tool: 'Tool' };
 
 export class ContextPanel {
   private expiresAt = 0;
@@ -54,7 +55,7 @@ export class ContextPanel {
 
   private upstream(context: ContextView): void {
     text('upstream-count', count(context.messages.length));
-    fill(byId('upstream-list'), ...context.messages.map((m) => turnItem(m.role, m.content)));
+    fill(byId('upstream-list'), ...context.messages.map((m) => turnItem(m.role, turnText(m))));
   }
 
   private droppedTurns(dropped: number, read: { role: string; text: string }[]): void {

@@ -146,10 +146,15 @@ async function sendMessage(): Promise<void> {
   messageBox.value = '';
   try {
     const response = await sendStreaming(id, content, (text) => transcript.append(turn, text));
-    transcript.finish(turn);
+    transcript.finish(turn, response);
     context.lastSend(response);
     await refresh(id, (session) => transcript.place(turn, session.message_count));
-    status('Answer stored.', 'done');
+    if (response.finish_reason === 'tool_calls') {
+      // This page sends text; the calls' results go through the API (`messages`, role `tool`).
+      status('Answer stored. The model asked for tool results: send them through the API before the next message.', 'busy');
+    } else {
+      status('Answer stored.', 'done');
+    }
   } catch (err) {
     // Nothing was stored: the text goes back to the box for a retry.
     if (!messageBox.value) messageBox.value = content;

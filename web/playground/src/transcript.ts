@@ -9,11 +9,12 @@
 
 import { describe } from './api';
 import { count, h } from './dom';
-import type { Message, Page } from './types';
+import { turnText } from './turn_text';
+import type { Message, Page, SendResponse } from './types';
 
 export const PAGE_SIZE = 20;
 
-const ROLE_NAMES: Record<string, string> = { user: 'You', assistant: 'Assistant', system: 'System', tool: 'Tool' };
+const ROLE_NAMES: Record<string, string> = { user: 'You', assistant: 'Assistant', system: 'System', developer: 'Developer', tool: 'Tool' };
 
 interface Shown {
   element: HTMLLIElement;
@@ -65,7 +66,7 @@ export class Transcript {
     this.moreButton.disabled = true;
     try {
       const page = await this.fetchPage(this.cursor);
-      page.data.forEach((message, i) => this.stored.set(this.loaded + i, shown(message.role, message.content, message)));
+      page.data.forEach((message, i) => this.stored.set(this.loaded + i, shown(message.role, turnText(message), message)));
       const first = this.stored.get(this.loaded);
       this.loaded += page.data.length;
       this.cursor = page.next_cursor;
@@ -125,9 +126,11 @@ export class Transcript {
     this.keepBottomInView();
   }
 
-  /** The answer is complete and stored. */
-  finish(sending: Sending): void {
+  /** The answer is complete and stored; tool calls and a refusal arrive whole with it. */
+  finish(sending: Sending, response: SendResponse): void {
     const { user, reply } = sending;
+    reply.text = turnText({ role: 'assistant', content: response.assistant_message, tool_calls: response.tool_calls, refusal: response.refusal ?? null });
+    reply.body.textContent = reply.text;
     reply.body.setAttribute('aria-busy', 'false');
     reply.element.classList.remove('streaming');
     user.badge.textContent = reply.badge.textContent = 'stored';

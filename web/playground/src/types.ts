@@ -24,10 +24,23 @@ export interface Session {
   summary?: unknown;
 }
 
-export interface Message {
+export interface ToolCall {
   id: string;
+  function: { name: string; arguments: string };
+}
+
+/** A turn in OpenAI's chat-message shape; `content` is a string, a list of parts or null. */
+export interface ChatMessage {
   role: string;
-  content: string;
+  content: unknown;
+  tool_calls?: ToolCall[];
+  tool_call_id?: string;
+  refusal?: string | null;
+}
+
+/** A stored turn, as `GET …/messages` lists it. */
+export interface Message extends ChatMessage {
+  id: string;
   created_at: string;
   tokens: number;
 }
@@ -40,7 +53,7 @@ export interface Page<T> {
 
 /** `GET /v1/sessions/{id}/context`: exactly what the next turn would send upstream. */
 export interface ContextView {
-  messages: { role: string; content: string }[];
+  messages: ChatMessage[];
   tokens: number;
   budget_tokens: number;
   dropped_messages: number;
@@ -52,6 +65,9 @@ export interface SendResponse {
   session_id: string;
   message_id: string;
   assistant_message: string;
+  tool_calls: ToolCall[];
+  finish_reason: string;
+  refusal?: string | null;
   model_used: string;
   fallback_count: number;
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
