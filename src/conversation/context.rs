@@ -75,23 +75,29 @@ pub async fn assemble(
         counter.count_message(model.tokenizer, Role::System, p)
     });
     let window = session.config.context_window.map(|w| w as usize);
+    // Turns deleted as conversation items stay in place but are never sent; the store's
+    // count of turns read is what tells whether older ones remain.
+    let mut read = history.len();
+    history.retain(|turn| !turn.deleted);
     let plan = loop {
         let input = ContextInput {
             prefix_tokens: system_tokens.saturating_add(around.tools_tokens),
             history: &history,
-            history_complete: history.len() as u64 >= session.message_count,
+            history_complete: read as u64 >= session.message_count,
             pinned: around.pinned,
             new_message_tokens: around.new_tokens,
             window,
             budget: around.budget,
         };
         let plan = build_context(&input)?;
-        let more_stored = (history.len() as u64) < session.message_count;
+        let more_stored = (read as u64) < session.message_count;
         if more_stored && plan.wants_more_history(&input) {
-            let wider = history.len().saturating_mul(4).max(FIRST_CHUNK);
-            let wider = store.recent_turns(&session.id, wider).await?;
+            let wider = read.saturating_mul(4).max(FIRST_CHUNK);
+            let mut wider = store.recent_turns(&session.id, wider).await?;
             // A shorter list than the count says (a foreign writer) must not loop forever.
-            if wider.len() > history.len() {
+            if wider.len() > read {
+                read = wider.len();
+                wider.retain(|turn| !turn.deleted);
                 history = wider;
                 continue;
             }

@@ -89,15 +89,18 @@ pub async fn finish(
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             finish_reason: finish_reason.to_string(),
+            input_from: prepared.session.message_count,
             deleted: false,
         })
     });
     let assistant_turn = Turn {
-        id: prepared.answer_id.clone(),
-        message: answer.message,
-        created_at: Utc::now(),
-        tokens: assistant_tokens,
         record,
+        ..Turn::new(
+            prepared.answer_id.clone(),
+            answer.message,
+            Utc::now(),
+            assistant_tokens,
+        )
     };
     let response = SendResponse {
         session_id: prepared.session.id.clone(),

@@ -10,14 +10,15 @@ use super::{
     send::Prepared,
 };
 use crate::{
+    auth::Caller,
     domain::{
-        message::Message,
+        message::{Message, Role},
         tokens::{REPLY_PRIMING_TOKENS, TokenCounter, Tokenizer},
         tools::Tool,
     },
     error::ApiError,
     llm::{ChatResponse, Options, Usage, finish_reason, registry::Model},
-    metering::Metering,
+    metering::{Estimate, Metering},
     state::AppState,
 };
 
@@ -113,6 +114,26 @@ impl Destination {
             prepared.lease.release().await;
         }
     }
+}
+
+/// Reserves a stateless call's worst case from the key's tokens-per-minute and daily
+/// budget, as a session send does; settled with what the answering model used.
+pub async fn reserve(
+    state: &AppState,
+    caller: &Caller,
+    chain: &[Arc<Model>],
+    prompt: &[Message],
+    tools: &[Tool],
+    max_tokens: Option<u32>,
+) -> Result<Metering, ApiError> {
+    let primary = chain
+        .first()
+        .ok_or_else(|| ApiError::Internal("empty chain".into()))?;
+    let nothing = Message::text(Role::Assistant, "");
+    let prompt_tokens = estimate_usage(primary.tokenizer, prompt, tools, &nothing).prompt_tokens;
+    let max_tokens = max_tokens.unwrap_or(state.settings.sessions.default_max_tokens);
+    let estimate = Estimate::for_chain(chain, prompt_tokens, max_tokens);
+    Metering::reserve(state, caller, &estimate).await
 }
 
 /// What a prompt and its answer cost when the upstream did not say (some servers never

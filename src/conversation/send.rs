@@ -105,13 +105,7 @@ pub async fn prepare(
     let now = Utc::now();
     let new_turns: Vec<Turn> = (input.turns.into_iter().zip(planned.turn_tokens))
         .zip(session.message_count..)
-        .map(|((message, tokens), index)| Turn {
-            id: message_id(index),
-            message,
-            created_at: now,
-            tokens,
-            record: None,
-        })
+        .map(|((message, tokens), index)| Turn::new(message_id(index), message, now, tokens))
         .collect();
     let answer_id = message_id(session.message_count + new_turns.len() as u64);
     Ok(Started::Ready(Box::new(Prepared {

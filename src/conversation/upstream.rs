@@ -58,6 +58,14 @@ pub fn report(attempt: &Attempt) -> FailedAttempt {
     }
 }
 
+/// The model of the chain that answered.
+pub fn answering(chain: &[Arc<Model>], index: usize) -> Result<Arc<Model>, ApiError> {
+    chain
+        .get(index)
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("model index".into()))
+}
+
 pub fn known_model(state: &AppState, name: &str) -> Result<Arc<Model>, ApiError> {
     state
         .models

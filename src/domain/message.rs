@@ -143,6 +143,35 @@ pub struct Turn {
     pub tokens: u32,
     /// Of an answer made through the Responses API: what its request asked for.
     pub record: Option<Box<AnswerRecord>>,
+    /// Deleted as a conversation item: kept in place (positions, and so ids, never
+    /// shift), empty, costing nothing, and never sent.
+    pub deleted: bool,
+}
+
+impl Turn {
+    pub fn new(id: String, message: Message, created_at: DateTime<Utc>, tokens: u32) -> Turn {
+        Turn {
+            id,
+            message,
+            created_at,
+            tokens,
+            record: None,
+            deleted: false,
+        }
+    }
+
+    /// What is left of a turn deleted as an item.
+    pub fn tombstone(&self) -> Turn {
+        Turn {
+            deleted: true,
+            ..Turn::new(
+                self.id.clone(),
+                Message::text(self.message.role, ""),
+                self.created_at,
+                0,
+            )
+        }
+    }
 }
 
 /// What a Responses API request asked for and what its answer cost, kept with the answer
@@ -155,6 +184,9 @@ pub struct AnswerRecord {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub finish_reason: String,
+    /// Position of the first turn this answer's request added (its input items).
+    #[serde(default)]
+    pub input_from: u64,
     /// The response was deleted; its turns stay in the conversation.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
@@ -175,6 +207,8 @@ pub struct TurnView<'a> {
     pub message: &'a Message,
     pub created_at: DateTime<Utc>,
     pub tokens: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 impl<'a> From<&'a Turn> for TurnView<'a> {
@@ -184,6 +218,7 @@ impl<'a> From<&'a Turn> for TurnView<'a> {
             message: &turn.message,
             created_at: turn.created_at,
             tokens: turn.tokens,
+            deleted: turn.deleted,
         }
     }
 }
@@ -236,6 +271,8 @@ mod stored {
         fc: Option<&'a FunctionCall>,
         #[serde(skip_serializing_if = "Option::is_none")]
         rs: Option<&'a AnswerRecord>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        x: bool,
     }
 
     #[derive(Deserialize)]
@@ -262,6 +299,8 @@ mod stored {
         fc: Option<FunctionCall>,
         #[serde(default)]
         rs: Option<Box<AnswerRecord>>,
+        #[serde(default)]
+        x: bool,
     }
 
     /// Nanoseconds since the epoch; RFC 3339 text for the rare time outside ±292 years
@@ -292,6 +331,7 @@ mod stored {
                 rf: m.refusal.as_deref(),
                 fc: m.function_call.as_ref(),
                 rs: turn.record.as_deref(),
+                x: turn.deleted,
             }
         }
     }
@@ -316,6 +356,7 @@ mod stored {
                 created_at,
                 tokens: s.n,
                 record: s.rs,
+                deleted: s.x,
             }
         }
     }
@@ -342,12 +383,14 @@ mod tests {
             message,
             created_at: "2024-05-01T10:00:00.123456789Z".parse().unwrap(),
             tokens: 21,
+            deleted: false,
             record: Some(Box::new(AnswerRecord {
                 request: json!({"instructions": "be brief"}),
                 model: "gpt-4.1".into(),
                 prompt_tokens: 100,
                 completion_tokens: 9,
                 finish_reason: "tool_calls".into(),
+                input_from: 2,
                 deleted: false,
             })),
         }

@@ -158,16 +158,7 @@ impl Params {
             }
         }
         if let Some(metadata) = &self.metadata {
-            let bad = metadata.len() > MAX_METADATA_PAIRS
-                || metadata
-                    .iter()
-                    .any(|(k, v)| k.len() > 64 || v.as_str().is_none_or(|v| v.len() > 512));
-            if bad {
-                return Err(DomainError::invalid(
-                    "metadata",
-                    "at most 16 string values of up to 512 characters, keys up to 64",
-                ));
-            }
+            check_metadata(metadata)?;
         }
         if let Some(functions) = &self.functions {
             if functions.len() > MAX_TOOLS {
@@ -193,6 +184,22 @@ impl Params {
             _ => Vec::new(),
         }
     }
+}
+
+/// OpenAI's rule for `metadata`: at most 16 string values of up to 512 characters, keys
+/// up to 64.
+pub fn check_metadata(metadata: &Map<String, Value>) -> DomainResult<()> {
+    let bad = metadata.len() > MAX_METADATA_PAIRS
+        || metadata
+            .iter()
+            .any(|(k, v)| k.len() > 64 || v.as_str().is_none_or(|v| v.len() > 512));
+    if bad {
+        return Err(DomainError::invalid(
+            "metadata",
+            "at most 16 string values of up to 512 characters, keys up to 64",
+        ));
+    }
+    Ok(())
 }
 
 fn in_range(field: &str, value: Option<f64>, min: f64, max: f64) -> DomainResult<()> {

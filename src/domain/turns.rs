@@ -320,12 +320,13 @@ mod tests {
 
     #[test]
     fn only_an_assistant_turn_leaves_calls_pending() {
-        let turn = |message: Message| Turn {
-            id: "0_x".into(),
-            message,
-            created_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
-            tokens: 1,
-            record: None,
+        let turn = |message: Message| {
+            Turn::new(
+                "0_x".into(),
+                message,
+                chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+                1,
+            )
         };
         let mut answer = Message::text(Role::Assistant, "");
         answer.tool_calls = calls(&["call_1"]);

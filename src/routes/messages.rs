@@ -126,7 +126,7 @@ fn send_input(
 }
 
 /// `Idempotency-Key`: the body's digest tells a retry from a different request.
-fn idempotency_claim(
+pub(crate) fn idempotency_claim(
     state: &AppState,
     req: &HttpRequest,
     raw: &[u8],

@@ -10,6 +10,7 @@ mod health;
 mod messages;
 mod openai;
 mod playground;
+mod responses;
 mod sessions;
 mod transfer;
 mod usage;
@@ -36,6 +37,7 @@ pub fn configure(cfg: &mut Routes) {
     sessions::configure(cfg);
     users::configure(cfg);
     openai::configure(cfg);
+    responses::configure(cfg);
     admin::configure(cfg);
     usage::configure(cfg);
     client_tokens::configure(cfg);

@@ -10,6 +10,8 @@ mod errors;
 mod events;
 mod wire;
 
+pub(crate) use errors::{OpenAiError, error_object};
+
 use std::sync::{Arc, LazyLock};
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
@@ -17,7 +19,6 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use self::{
-    errors::OpenAiError,
     events::ChunkWriter,
     wire::{Answer, ChatCompletionRequest, Head, completion},
 };
@@ -25,14 +26,13 @@ use super::extract::ApiJson;
 use crate::{
     auth::Caller,
     conversation::{
-        outcome::{Destination, estimate_usage},
+        outcome::{Destination, reserve},
         send::{SendInput, Started, call_chain, prepare},
         stream, upstream,
     },
-    domain::{message::Message, session::new_id, tools::Tool, turns::field_in_messages},
+    domain::{session::new_id, turns::field_in_messages},
     error::ApiError,
     llm::{ChatRequest, registry::Model},
-    metering::{Estimate, Metering},
     state::AppState,
 };
 
@@ -124,7 +124,7 @@ async fn stateless(
     let deadline = upstream::deadline(&state);
     if streaming {
         let opened = stream::open(&state, &chain, request_for, deadline).await?;
-        let model = answering(&chain, opened.index)?.clone();
+        let model = upstream::answering(&chain, opened.index)?;
         let destination = Destination::Stateless {
             model,
             prompt,
@@ -141,7 +141,7 @@ async fn stateless(
     }
     let routed = (state.router.complete(&chain, request_for, deadline).await)
         .map_err(upstream::api_error)?;
-    let model = answering(&chain, routed.index)?.clone();
+    let model = upstream::answering(&chain, routed.index)?;
     let destination = Destination::Stateless {
         model,
         prompt,
@@ -166,36 +166,6 @@ fn relay_stream(
         destination,
     );
     stream::serve(state, opened, writer, deadline)
-}
-
-fn answering(chain: &[Arc<Model>], index: usize) -> Result<&Arc<Model>, ApiError> {
-    chain
-        .get(index)
-        .ok_or_else(|| ApiError::Internal("model index".into()))
-}
-
-/// Reserves the call's worst case from the key's tokens-per-minute and daily budget, as
-/// a session send does; settled with what the answering model used.
-async fn reserve(
-    state: &AppState,
-    caller: &Caller,
-    chain: &[Arc<Model>],
-    messages: &[Message],
-    tools: &[Tool],
-    max_tokens: Option<u32>,
-) -> Result<Metering, ApiError> {
-    let primary = chain
-        .first()
-        .ok_or_else(|| ApiError::Internal("empty chain".into()))?;
-    let nothing = Message::text(crate::domain::message::Role::Assistant, "");
-    let prompt_tokens = estimate_usage(primary.tokenizer, messages, tools, &nothing).prompt_tokens;
-    let max_tokens = max_tokens.unwrap_or(state.settings.sessions.default_max_tokens);
-    Metering::reserve(
-        state,
-        caller,
-        &Estimate::for_chain(chain, prompt_tokens, max_tokens),
-    )
-    .await
 }
 
 /// The body's `session_id` or the `X-Session-Id` header (they must agree when both are sent).

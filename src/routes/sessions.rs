@@ -105,21 +105,32 @@ async fn change(
     id: web::Path<String>,
     body: ApiJson<PatchSession>,
 ) -> Result<HttpResponse, ApiError> {
+    let session = update(&state, &caller, &id, &body.value).await?;
+    Ok(HttpResponse::Ok().json(SessionView::from(session)))
+}
+
+/// Applies `patch` to the caller's session as a compare-and-set on its revision, applied
+/// again to the freshest configuration when another write got in first.
+pub(crate) async fn update(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    patch: &PatchSession,
+) -> Result<StoredSession, ApiError> {
     for _ in 0..PATCH_ATTEMPTS {
-        let mut session = owned_session(&state, &caller, &id).await?;
-        // Applied to the freshest configuration on every attempt.
-        session.config.apply_patch(body.value.clone());
-        session.config.validate(&limits(&state))?;
+        let mut session = owned_session(state, caller, id).await?;
+        session.config.apply_patch(patch.clone());
+        session.config.validate(&limits(state))?;
         let now = now_ms();
         match state
             .store
-            .update_config(&id, &session.config, session.revision, now)
+            .update_config(id, &session.config, session.revision, now)
             .await?
         {
             WriteOutcome::Written => {
                 session.revision += 1;
                 session.last_activity_ms = now;
-                return Ok(HttpResponse::Ok().json(SessionView::from(session)));
+                return Ok(session);
             }
             WriteOutcome::Missing => return Err(ApiError::SessionNotFound),
             WriteOutcome::Conflict => continue,

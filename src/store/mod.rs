@@ -148,6 +148,10 @@ pub trait Store: keys::KeyStore + metering::MeterStore + import::ImportStore + S
     /// The newest `count` turns, oldest first: reading cost does not grow with history length.
     async fn recent_turns(&self, id: &str, count: usize) -> StoreResult<Vec<Turn>>;
 
+    /// Replaces turns in place (`(position, as read, replacement)`), each only if it is
+    /// still as read; all or none. `Ok(false)`: one changed meanwhile.
+    async fn replace_turns(&self, id: &str, changes: &[(u64, Turn, Turn)]) -> StoreResult<bool>;
+
     /// Takes the session's send lease (and the idempotency key) and reads the session
     /// with its newest turns, in one atomic step: one round trip starts a send.
     async fn admit(&self, id: &str, request: &AdmitRequest<'_>) -> StoreResult<Admission>;

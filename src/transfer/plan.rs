@@ -109,13 +109,7 @@ pub(super) fn plan(
         } else {
             counter.count_turn(tokenizer, &message)
         };
-        let turn = Turn {
-            id: message_id(base + i as u64),
-            message,
-            created_at,
-            tokens,
-            record: None,
-        };
+        let turn = Turn::new(message_id(base + i as u64), message, created_at, tokens);
         match serde_json::to_string(&turn) {
             Ok(json) => turns.push(json),
             Err(e) => return Step::Failed(Some(id), ApiError::Internal(e.to_string())),

@@ -20,6 +20,7 @@ mod playground;
 mod redis_server;
 mod redis_tls;
 mod resilience;
+mod responses;
 mod round_trip;
 mod sessions;
 mod shutdown;

@@ -52,8 +52,16 @@ async fn spawn_relay() -> (TestApp, FakeUpstream) {
 }
 
 pub(crate) async fn spawn_relay_on(backend: Backend) -> (TestApp, FakeUpstream) {
+    spawn_relay_at(backend, None).await
+}
+
+/// As [`spawn_relay_on`], on the Redis at `redis_url` when one is given.
+pub(crate) async fn spawn_relay_at(
+    backend: Backend,
+    redis_url: Option<String>,
+) -> (TestApp, FakeUpstream) {
     let fake = FakeUpstream::start().await;
-    let mut settings = test_settings(backend, None);
+    let mut settings = test_settings(backend, redis_url);
     settings.providers.push(ProviderSettings {
         name: "fake".into(),
         kind: ProviderKind::Openai,
@@ -460,13 +468,13 @@ async fn inject_turns(app: &TestApp, id: &str, n: u64) {
             Role::Assistant
         };
         let content = format!("{} line {}: 你好 🚀", role.as_str(), n - index);
-        let turn = Turn {
-            id: message_id(index),
-            tokens: counter.count_message(Tokenizer::O200kBase, role, &content),
-            message: Message::text(role, content),
-            created_at: chrono::Utc::now(),
-            record: None,
-        };
+        let tokens = counter.count_message(Tokenizer::O200kBase, role, &content);
+        let turn = Turn::new(
+            message_id(index),
+            Message::text(role, content),
+            chrono::Utc::now(),
+            tokens,
+        );
         batch.push(serde_json::to_string(&turn).unwrap());
         if batch.len() == 1000 || index + 1 == n {
             pipe.cmd("RPUSH")

@@ -121,13 +121,12 @@ fn admitted_len(admission: &Admission) -> Option<u64> {
 }
 
 fn turn(index: u64, role: Role, content: &str) -> Turn {
-    Turn {
-        id: message_id(index),
-        message: Message::text(role, content),
-        created_at: Utc::now(),
-        tokens: 3 + content.len() as u32,
-        record: None,
-    }
+    Turn::new(
+        message_id(index),
+        Message::text(role, content),
+        Utc::now(),
+        3 + content.len() as u32,
+    )
 }
 
 fn commit(lease: &str, expected_len: u64, turns: Vec<Turn>, usage: UsageTotals) -> Commit {

@@ -31,13 +31,12 @@ fn turn(index: usize, kind: Kind, tokens: u32) -> Turn {
             function: FunctionCall::default(),
         }];
     }
-    Turn {
-        id: index.to_string(),
+    Turn::new(
+        index.to_string(),
         message,
-        created_at: DateTime::<Utc>::UNIX_EPOCH,
+        DateTime::<Utc>::UNIX_EPOCH,
         tokens,
-        record: None,
-    }
+    )
 }
 
 fn turns(costs: &[u32]) -> Vec<Turn> {

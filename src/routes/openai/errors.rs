@@ -20,6 +20,18 @@ impl From<ApiError> for OpenAiError {
     }
 }
 
+impl From<crate::domain::error::DomainError> for OpenAiError {
+    fn from(err: crate::domain::error::DomainError) -> Self {
+        OpenAiError::Api(err.into())
+    }
+}
+
+impl From<crate::store::StoreError> for OpenAiError {
+    fn from(err: crate::store::StoreError) -> Self {
+        OpenAiError::Api(err.into())
+    }
+}
+
 impl std::fmt::Display for OpenAiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

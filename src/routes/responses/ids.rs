@@ -2,10 +2,13 @@
 //!
 //! A conversation is a session: `conv_<session id>`. A response is the answer turn of a
 //! send and the turns that asked for it: `resp_<session id>_<answer turn id>`. Items are
-//! stored turns: `msg_<turn id>` (a message), `fc_<turn id>_<n>` (the n-th call of an
-//! assistant turn), `fco_<turn id>` (a tool turn, the call's output). So every record is
-//! found from its id alone, with no index to keep, and a conversation made through one
-//! API is the same record through the other.
+//! stored turns: `msg_<turn id>` (a message), `fc_<turn id>_<tag>` (a call of an assistant
+//! turn, `tag` from its call id, so deleting a sibling call renames nothing),
+//! `fco_<turn id>` (a tool turn, the call's output). So every record is found from its id
+//! alone, with no index to keep, and a conversation made through one API is the same
+//! record through the other.
+
+use sha2::{Digest, Sha256};
 
 use crate::domain::{message::message_index, session::is_session_id};
 
@@ -36,22 +39,31 @@ pub fn parse_response_id(id: &str) -> Option<(&str, &str)> {
 }
 
 /// Which part of a turn an item is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ItemPart {
     /// The turn's message (its text, parts or refusal).
     Message,
-    /// The n-th tool call of an assistant turn.
-    Call(usize),
+    /// A tool call of an assistant turn, by the tag of its call id ([`call_tag`]).
+    Call(String),
     /// A tool turn: a call's output.
     Output,
 }
 
-pub fn item_id(turn: &str, part: ItemPart) -> String {
+/// Eight hex digits of a digest of a call id: a call id may hold any character.
+pub fn call_tag(call_id: &str) -> String {
+    hex::encode(&Sha256::digest(call_id.as_bytes())[..4])
+}
+
+pub fn item_id(turn: &str, part: &ItemPart) -> String {
     match part {
         ItemPart::Message => format!("msg_{turn}"),
-        ItemPart::Call(n) => format!("fc_{turn}_{n}"),
+        ItemPart::Call(tag) => format!("fc_{turn}_{tag}"),
         ItemPart::Output => format!("fco_{turn}"),
     }
+}
+
+pub fn call_item_id(turn: &str, call_id: &str) -> String {
+    item_id(turn, &ItemPart::Call(call_tag(call_id)))
 }
 
 /// The turn (and its position) and the part an item id names.
@@ -62,8 +74,9 @@ pub fn parse_item_id(id: &str) -> Option<(u64, &str, ItemPart)> {
         (turn, ItemPart::Output)
     } else {
         let rest = id.strip_prefix("fc_")?;
-        let (turn, n) = rest.rsplit_once('_')?;
-        (turn, ItemPart::Call(n.parse().ok()?))
+        let (turn, tag) = rest.rsplit_once('_')?;
+        let tag_ok = tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit());
+        (turn, ItemPart::Call(tag_ok.then(|| tag.to_string())?))
     };
     Some((message_index(turn)?, turn, part))
 }
@@ -79,15 +92,30 @@ mod tests {
         let turn = message_id(0x1f);
         for session in ["0123456789abcdef0123456789abcdef", "legacy_42-a", "a_b_c"] {
             let id = response_id(session, &turn);
-            assert_eq!(parse_response_id(&id), Some((session, turn.as_str())), "{id}");
-            assert_eq!(session_of_conversation(&conversation_id(session)), Some(session));
+            assert_eq!(
+                parse_response_id(&id),
+                Some((session, turn.as_str())),
+                "{id}"
+            );
+            assert_eq!(
+                session_of_conversation(&conversation_id(session)),
+                Some(session)
+            );
         }
         assert_eq!(parse_response_id("resp_abc"), None);
         assert_eq!(parse_response_id("resp_x_1f_short"), None);
         assert_eq!(session_of_conversation("conv_{tag}"), None);
-        for part in [ItemPart::Message, ItemPart::Call(2), ItemPart::Output] {
-            assert_eq!(parse_item_id(&item_id(&turn, part)), Some((0x1f, turn.as_str(), part)));
+        for part in [
+            ItemPart::Message,
+            ItemPart::Call(call_tag("call_x")),
+            ItemPart::Output,
+        ] {
+            assert_eq!(
+                parse_item_id(&item_id(&turn, &part)),
+                Some((0x1f, turn.as_str(), part))
+            );
         }
+        assert_ne!(call_tag("call_a"), call_tag("call_b"));
         assert_eq!(parse_item_id("fc_nope"), None);
         assert_eq!(parse_item_id("item_123"), None);
     }

@@ -10,7 +10,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ids::{ItemPart, item_id};
+use super::ids::{ItemPart, call_item_id, item_id};
 use crate::{
     domain::{
         content::{Content, FileData, ImageDetail, ImageUrl, Part},
@@ -56,9 +56,9 @@ enum InputPart {
     Refusal {
         refusal: String,
     },
+    /// By `file_id` (a file uploaded to OpenAI) it has no `image_url`, and is refused.
     InputImage {
         image_url: Option<String>,
-        file_id: Option<String>,
         detail: Option<ImageDetail>,
     },
     InputFile {
@@ -172,10 +172,18 @@ fn content_of(content: ItemContent, field: &str) -> Result<Content, ApiError> {
                 image_url: ImageUrl { url, detail },
             },
             InputPart::InputImage { .. } => {
-                return Err(unsupported(j, "images by `file_id` cannot be read here: send `image_url`"));
+                return Err(unsupported(
+                    j,
+                    "images by `file_id` cannot be read here: send `image_url`",
+                ));
             }
-            InputPart::InputFile { file_url: Some(_), .. } => {
-                return Err(unsupported(j, "files by `file_url` cannot be read here: send `file_data`"));
+            InputPart::InputFile {
+                file_url: Some(_), ..
+            } => {
+                return Err(unsupported(
+                    j,
+                    "files by `file_url` cannot be read here: send `file_data`",
+                ));
             }
             InputPart::InputFile {
                 file_data,
@@ -194,36 +202,46 @@ fn content_of(content: ItemContent, field: &str) -> Result<Content, ApiError> {
     Ok(Content::Parts(out))
 }
 
-/// The items of a stored turn, in order.
+/// The items of a stored turn, in order (none for a deleted one).
 pub fn items_of(turn: &Turn) -> Vec<Value> {
-    let m = &turn.message;
+    if turn.deleted {
+        return Vec::new();
+    }
+    items_of_message(&turn.id, &turn.message)
+}
+
+/// The items of the turn `turn_id` says `m`.
+pub fn items_of_message(turn_id: &str, m: &Message) -> Vec<Value> {
     match m.role {
         Role::Tool => vec![json!({
-            "type": "function_call_output", "id": item_id(&turn.id, ItemPart::Output),
+            "type": "function_call_output", "id": item_id(turn_id, &ItemPart::Output),
             "call_id": m.tool_call_id, "output": m.content.text(), "status": "completed",
         })],
         Role::Assistant => {
             let mut items = Vec::with_capacity(m.tool_calls.len() + 1);
             if !m.content.is_empty() || m.refusal.is_some() {
-                items.push(message_item(turn, output_parts(m)));
+                items.push(message_item(turn_id, m.role, output_parts(m)));
             }
-            items.extend(m.tool_calls.iter().enumerate().map(|(n, call)| {
-                json!({
-                    "type": "function_call", "id": item_id(&turn.id, ItemPart::Call(n)),
-                    "call_id": call.id, "name": call.function.name,
-                    "arguments": call.function.arguments, "status": "completed",
-                })
+            items.extend(m.tool_calls.iter().map(|call| {
+                function_call_item(&call_item_id(turn_id, &call.id), call, "completed")
             }));
             items
         }
-        _ => vec![message_item(turn, input_parts(&m.content))],
+        _ => vec![message_item(turn_id, m.role, input_parts(&m.content))],
     }
 }
 
-fn message_item(turn: &Turn, content: Vec<Value>) -> Value {
+pub fn function_call_item(id: &str, call: &ToolCall, status: &str) -> Value {
     json!({
-        "type": "message", "id": item_id(&turn.id, ItemPart::Message), "status": "completed",
-        "role": turn.message.role, "content": content,
+        "type": "function_call", "id": id, "call_id": call.id, "name": call.function.name,
+        "arguments": call.function.arguments, "status": status,
+    })
+}
+
+fn message_item(turn_id: &str, role: Role, content: Vec<Value>) -> Value {
+    json!({
+        "type": "message", "id": item_id(turn_id, &ItemPart::Message), "status": "completed",
+        "role": role, "content": content,
     })
 }
 
@@ -265,14 +283,20 @@ fn input_parts(content: &Content) -> Vec<Value> {
             }),
             Part::File { file } => {
                 let mut part = json!({"type": "input_file"});
-                for (key, value) in [("file_data", &file.file_data), ("file_id", &file.file_id), ("filename", &file.filename)] {
+                for (key, value) in [
+                    ("file_data", &file.file_data),
+                    ("file_id", &file.file_id),
+                    ("filename", &file.filename),
+                ] {
                     if let Some(value) = value {
                         part[key] = json!(value);
                     }
                 }
                 part
             }
-            Part::InputAudio { input_audio } => json!({"type": "input_audio", "input_audio": input_audio}),
+            Part::InputAudio { input_audio } => {
+                json!({"type": "input_audio", "input_audio": input_audio})
+            }
             Part::Refusal { refusal } => json!({"type": "refusal", "refusal": refusal}),
         })
         .collect()
@@ -307,13 +331,29 @@ mod tests {
         )
         .unwrap();
         let roles: Vec<Role> = turns.iter().map(|t| t.role).collect();
-        assert_eq!(roles, [Role::Developer, Role::User, Role::Assistant, Role::Tool, Role::Tool]);
+        assert_eq!(
+            roles,
+            [
+                Role::Developer,
+                Role::User,
+                Role::Assistant,
+                Role::Tool,
+                Role::Tool
+            ]
+        );
         assert_eq!(turns[2].tool_calls.len(), 2);
         assert_eq!(turns[2].content.text(), "Checking.");
         assert_eq!(turns[4].tool_call_id.as_deref(), Some("c2"));
-        let Content::Parts(parts) = &turns[1].content else { panic!() };
-        assert!(matches!(&parts[1], Part::ImageUrl { image_url } if image_url.detail == Some(ImageDetail::Low)));
-        assert_eq!(turns_of(input(json!("hi")), "input").unwrap(), [Message::text(Role::User, "hi")]);
+        let Content::Parts(parts) = &turns[1].content else {
+            panic!()
+        };
+        assert!(
+            matches!(&parts[1], Part::ImageUrl { image_url } if image_url.detail == Some(ImageDetail::Low))
+        );
+        assert_eq!(
+            turns_of(input(json!("hi")), "input").unwrap(),
+            [Message::text(Role::User, "hi")]
+        );
     }
 
     #[test]
@@ -322,9 +362,13 @@ mod tests {
             Err(ApiError::InvalidRequest { field, .. }) => field,
             other => panic!("{other:?}"),
         };
-        assert_eq!(field(json!([{"type": "web_search_call", "id": "x"}])).as_deref(), Some("input[0].type"));
         assert_eq!(
-            field(json!([{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}])).as_deref(),
+            field(json!([{"type": "web_search_call", "id": "x"}])).as_deref(),
+            Some("input[0].type")
+        );
+        assert_eq!(
+            field(json!([{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]))
+                .as_deref(),
             Some("input[0].content[0]")
         );
         let missing = field(json!([{"type": "function_call", "name": "f"}])).unwrap();
@@ -334,24 +378,30 @@ mod tests {
     #[test]
     fn turns_read_back_as_items_with_stable_ids() {
         let id = message_id(4);
-        let answer = Turn {
-            id: id.clone(),
-            message: Message {
-                tool_calls: vec![ToolCall {
-                    id: "c1".into(),
-                    kind: "function".into(),
-                    function: FunctionCall { name: "look".into(), arguments: "{}".into() },
-                }],
-                ..Message::text(Role::Assistant, "Checking.")
-            },
-            created_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
-            tokens: 10,
-            record: None,
+        let message = Message {
+            tool_calls: vec![ToolCall {
+                id: "c1".into(),
+                kind: "function".into(),
+                function: FunctionCall {
+                    name: "look".into(),
+                    arguments: "{}".into(),
+                },
+            }],
+            ..Message::text(Role::Assistant, "Checking.")
         };
+        let answer = Turn::new(
+            id.clone(),
+            message,
+            chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            10,
+        );
         let items = items_of(&answer);
         assert_eq!(items[0]["id"], format!("msg_{id}"));
         assert_eq!(items[0]["content"][0], output_text("Checking."));
-        assert_eq!(items[1]["id"], format!("fc_{id}_0"));
-        assert_eq!((items[1]["call_id"].as_str(), items[1]["type"].as_str()), (Some("c1"), Some("function_call")));
+        assert_eq!(items[1]["id"], call_item_id(&id, "c1"));
+        assert_eq!(
+            (items[1]["call_id"].as_str(), items[1]["type"].as_str()),
+            (Some("c1"), Some("function_call"))
+        );
     }
 }

@@ -10,7 +10,7 @@
 //! `context_management`. Refused with a 400 naming them: built-in tools (`web_search`,
 //! `file_search`, …), `background: true` and stored `prompt` templates.
 
-use serde::Deserialize;
+use serde::{Deserialize, de::IgnoredAny};
 use serde_json::{Map, Value, json};
 
 use super::items::Input;
@@ -51,14 +51,21 @@ pub struct ResponsesRequest {
     pub service_tier: Option<ServiceTier>,
     pub background: Option<bool>,
     pub prompt: Option<Value>,
-    // Accepted and ignored.
-    pub include: Option<Value>,
-    pub stream_options: Option<Value>,
-    pub top_logprobs: Option<Value>,
-    pub max_tool_calls: Option<Value>,
-    pub prompt_cache_retention: Option<Value>,
-    pub prompt_cache_options: Option<Value>,
-    pub context_management: Option<Value>,
+    /// Accepted and ignored (see the module's documentation).
+    #[serde(default, rename = "include")]
+    _include: Option<IgnoredAny>,
+    #[serde(default, rename = "stream_options")]
+    _stream_options: Option<IgnoredAny>,
+    #[serde(default, rename = "top_logprobs")]
+    _top_logprobs: Option<IgnoredAny>,
+    #[serde(default, rename = "max_tool_calls")]
+    _max_tool_calls: Option<IgnoredAny>,
+    #[serde(default, rename = "prompt_cache_retention")]
+    _prompt_cache_retention: Option<IgnoredAny>,
+    #[serde(default, rename = "prompt_cache_options")]
+    _prompt_cache_options: Option<IgnoredAny>,
+    #[serde(default, rename = "context_management")]
+    _context_management: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,7 +100,6 @@ pub enum Truncation {
 pub struct Reasoning {
     pub effort: Option<ReasoningEffort>,
     pub summary: Option<Value>,
-    pub generate_summary: Option<Value>,
 }
 
 /// What a request asks of the send besides its turns.
@@ -121,10 +127,16 @@ impl ResponsesRequest {
 
     pub fn refused(&self) -> Result<(), ApiError> {
         if self.background == Some(true) {
-            return Err(ApiError::invalid("background", "background responses are not available here"));
+            return Err(ApiError::invalid(
+                "background",
+                "background responses are not available here",
+            ));
         }
         if self.prompt.is_some() {
-            return Err(ApiError::invalid("prompt", "stored prompt templates are not available here"));
+            return Err(ApiError::invalid(
+                "prompt",
+                "stored prompt templates are not available here",
+            ));
         }
         if self.previous_response_id.is_some() && self.conversation.is_some() {
             return Err(ApiError::invalid(
@@ -145,7 +157,13 @@ impl ResponsesRequest {
     pub fn asked(&self) -> Result<Asked, ApiError> {
         let tools = match &self.tools {
             None => None,
-            Some(tools) => Some(tools.iter().enumerate().map(|(i, t)| function_tool(i, t)).collect::<Result<_, _>>()?),
+            Some(tools) => Some(
+                tools
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| function_tool(i, t))
+                    .collect::<Result<_, _>>()?,
+            ),
         };
         let params = Params {
             top_p: self.top_p,
@@ -166,7 +184,12 @@ impl ResponsesRequest {
         Ok(Asked {
             tools,
             tool_choice: self.tool_choice.as_ref().map(tool_choice).transpose()?,
-            response_format: self.text.as_ref().and_then(|t| t.format.as_ref()).map(format).transpose()?,
+            response_format: self
+                .text
+                .as_ref()
+                .and_then(|t| t.format.as_ref())
+                .map(format)
+                .transpose()?,
             params,
             extra,
         })
@@ -223,8 +246,12 @@ fn function_tool(i: usize, tool: &Value) -> Result<Tool, ApiError> {
             "only function tools are available here; built-in tools (web_search, file_search, …) are not",
         ));
     }
-    let flat: FlatFunction = serde_json::from_value(tool.clone())
-        .map_err(|_| ApiError::invalid(format!("tools[{i}]"), "a function tool: name, description, parameters, strict"))?;
+    let flat: FlatFunction = serde_json::from_value(tool.clone()).map_err(|_| {
+        ApiError::invalid(
+            format!("tools[{i}]"),
+            "a function tool: name, description, parameters, strict",
+        )
+    })?;
     Ok(Tool {
         kind: ToolKind::Function,
         function: FunctionDefinition {
@@ -242,13 +269,18 @@ fn tool_choice(choice: &Value) -> Result<ToolChoice, ApiError> {
         Value::String(s) if s == "none" => mode(ToolChoiceMode::None),
         Value::String(s) if s == "auto" => mode(ToolChoiceMode::Auto),
         Value::String(s) if s == "required" => mode(ToolChoiceMode::Required),
-        Value::Object(o) if o.get("type") == Some(&json!("function")) => match o.get("name").and_then(Value::as_str) {
-            Some(name) => Ok(ToolChoice::Function {
-                kind: ToolKind::Function,
-                function: NamedFunction { name: name.into() },
-            }),
-            None => Err(ApiError::invalid("tool_choice.name", "the function to call")),
-        },
+        Value::Object(o) if o.get("type") == Some(&json!("function")) => {
+            match o.get("name").and_then(Value::as_str) {
+                Some(name) => Ok(ToolChoice::Function {
+                    kind: ToolKind::Function,
+                    function: NamedFunction { name: name.into() },
+                }),
+                None => Err(ApiError::invalid(
+                    "tool_choice.name",
+                    "the function to call",
+                )),
+            }
+        }
         _ => Err(ApiError::invalid(
             "tool_choice",
             "`none`, `auto`, `required` or {\"type\": \"function\", \"name\": …}",
@@ -264,14 +296,20 @@ fn format(format: &Value) -> Result<ResponseFormat, ApiError> {
         Some("json_object") => Ok(ResponseFormat::JsonObject),
         Some("json_schema") => Ok(ResponseFormat::JsonSchema {
             json_schema: JsonSchema {
-                name: field("name").and_then(|n| n.as_str().map(str::to_string))
-                    .ok_or_else(|| ApiError::invalid("text.format.name", "a json_schema format needs a name"))?,
+                name: field("name")
+                    .and_then(|n| n.as_str().map(str::to_string))
+                    .ok_or_else(|| {
+                        ApiError::invalid("text.format.name", "a json_schema format needs a name")
+                    })?,
                 description: field("description").and_then(|d| d.as_str().map(str::to_string)),
                 schema: field("schema"),
                 strict: field("strict").and_then(|s| s.as_bool()),
             },
         }),
-        _ => Err(ApiError::invalid("text.format.type", "`text`, `json_object` or `json_schema`")),
+        _ => Err(ApiError::invalid(
+            "text.format.type",
+            "`text`, `json_object` or `json_schema`",
+        )),
     }
 }
 
@@ -296,8 +334,14 @@ mod tests {
         .asked()
         .unwrap();
         assert_eq!(asked.tools.unwrap()[0].function.name, "look");
-        assert!(matches!(asked.tool_choice, Some(ToolChoice::Function { .. })));
-        assert!(matches!(asked.response_format, Some(ResponseFormat::JsonSchema { .. })));
+        assert!(matches!(
+            asked.tool_choice,
+            Some(ToolChoice::Function { .. })
+        ));
+        assert!(matches!(
+            asked.response_format,
+            Some(ResponseFormat::JsonSchema { .. })
+        ));
         assert_eq!(asked.params.user.as_deref(), Some("u-1"));
         assert_eq!(asked.extra["reasoning_effort"], "low");
         assert_eq!(asked.extra["prompt_cache_key"], "k");
@@ -309,11 +353,22 @@ mod tests {
             Err(ApiError::InvalidRequest { field, .. }) => field,
             other => panic!("{:?}", other.err()),
         };
-        assert_eq!(field(json!({"model": "m", "tools": [{"type": "web_search"}]})).as_deref(), Some("tools[0].type"));
-        assert_eq!(field(json!({"model": "m", "tool_choice": {"type": "file_search"}})).as_deref(), Some("tool_choice"));
+        assert_eq!(
+            field(json!({"model": "m", "tools": [{"type": "web_search"}]})).as_deref(),
+            Some("tools[0].type")
+        );
+        assert_eq!(
+            field(json!({"model": "m", "tool_choice": {"type": "file_search"}})).as_deref(),
+            Some("tool_choice")
+        );
         let background = request(json!({"model": "m", "background": true})).refused();
-        assert!(matches!(background, Err(ApiError::InvalidRequest { field: Some(f), .. }) if f == "background"));
-        assert!(serde_json::from_value::<ResponsesRequest>(json!({"model": "m", "frobnicate": 1})).is_err());
+        assert!(
+            matches!(background, Err(ApiError::InvalidRequest { field: Some(f), .. }) if f == "background")
+        );
+        assert!(
+            serde_json::from_value::<ResponsesRequest>(json!({"model": "m", "frobnicate": 1}))
+                .is_err()
+        );
     }
 
     #[test]

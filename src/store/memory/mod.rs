@@ -232,6 +232,26 @@ impl Store for MemoryStore {
         Ok(entry.turns[from..].to_vec())
     }
 
+    async fn replace_turns(&self, id: &str, changes: &[(u64, Turn, Turn)]) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let Some(entry) = state.live(id) else {
+            return Ok(false);
+        };
+        let still = |(index, old, _): &(u64, Turn, Turn)| {
+            usize::try_from(*index)
+                .ok()
+                .and_then(|i| entry.turns.get(i))
+                .is_some_and(|turn| turn == old)
+        };
+        if !changes.iter().all(still) {
+            return Ok(false);
+        }
+        for (index, _, new) in changes {
+            entry.turns[*index as usize] = new.clone();
+        }
+        Ok(true)
+    }
+
     async fn admit(&self, id: &str, request: &AdmitRequest<'_>) -> StoreResult<Admission> {
         let AdmitRequest {
             lease_token,

@@ -62,7 +62,8 @@ mod scripts {
     lua!(pub(super) COMMIT, "lua/commit.lua");
     lua!(pub(super) USER_INDEX, "lua/user_index.lua");
     lua!(pub(super) INDEX_COVERS, "lua/index_covers.lua");
-    pub(super) static ALL: [&std::sync::LazyLock<super::Lua>; 9] = [
+    lua!(pub(super) REPLACE_TURNS, "lua/replace_turns.lua");
+    pub(super) static ALL: [&std::sync::LazyLock<super::Lua>; 10] = [
         &CREATE,
         &TOUCH,
         &UPDATE,
@@ -72,6 +73,7 @@ mod scripts {
         &COMMIT,
         &USER_INDEX,
         &INDEX_COVERS,
+        &REPLACE_TURNS,
     ];
 }
 

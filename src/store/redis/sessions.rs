@@ -209,6 +209,19 @@ impl Store for RedisStore {
         parse_turns(raw)
     }
 
+    async fn replace_turns(&self, id: &str, changes: &[(u64, Turn, Turn)]) -> StoreResult<bool> {
+        let mut args = Vec::with_capacity(changes.len() * 3);
+        for (index, old, new) in changes {
+            args.extend([index.to_string(), to_json(old)?, to_json(new)?]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let list = self.key(id, "turns");
+        let replaced: i64 = self
+            .script(&scripts::REPLACE_TURNS, &[&list], &args)
+            .await?;
+        Ok(replaced == 1)
+    }
+
     async fn admit(&self, id: &str, request: &AdmitRequest<'_>) -> StoreResult<Admission> {
         let [meta, turns, lease, idem, _] = self.session_keys(id);
         let (key, fingerprint, ttl) = match request.claim {
