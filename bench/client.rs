@@ -216,6 +216,23 @@ impl Client {
             .ok_or_else(|| "the answer called no tool".to_string())
     }
 
+    /// A Responses API request continuing `previous` (a response id, or `conv_<session>`
+    /// for the first of a chain); returns the new response's id.
+    pub async fn respond(&self, previous: &str) -> Result<String, String> {
+        let mut body = json!({"model": MODEL, "input": TEXT, "truncation": "auto"});
+        match previous.strip_prefix("conv_") {
+            Some(_) => body["conversation"] = json!(previous),
+            None => body["previous_response_id"] = json!(previous),
+        }
+        let url = format!("{}/v1/responses", self.relay);
+        let reply = self.post(url, bytes(body)).await?;
+        let reply: Value = serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
+        reply["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| "no response id".to_string())
+    }
+
     /// A stateless OpenAI-format request carrying the whole context.
     pub async fn chat(&self) -> Outcome {
         let url = format!("{}/v1/chat/completions", self.relay);

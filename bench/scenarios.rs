@@ -25,6 +25,8 @@ struct Sessions {
     slow: Vec<String>,
     /// 10,000 turns, instant model.
     long: Vec<String>,
+    /// 10 turns, instant model, continued through the Responses API.
+    responses: Vec<String>,
 }
 
 pub async fn run(plan: &Plan) {
@@ -90,6 +92,7 @@ async fn seed(client: &Client, plan: &Plan) -> Sessions {
         pool: client.seed(MODEL, pool_size, CONTEXT_TURNS).await,
         slow: client.seed(SLOW_MODEL, most, CONTEXT_TURNS).await,
         long: client.seed(MODEL, long_most, LONG_HISTORY).await,
+        responses: client.seed(MODEL, most, CONTEXT_TURNS).await,
     }
 }
 
@@ -109,6 +112,26 @@ async fn sends(client: &Client, sessions: &[String], bounds: &Closed) -> Latenci
     closed(client, sessions.len(), bounds, move |client, i| {
         let sessions = sessions.clone();
         async move { client.send(&sessions[i]).await }
+    })
+    .await
+}
+
+/// Client `i` chains responses on `sessions[i]`, each by the previous one's id.
+async fn responses(client: &Client, sessions: &[String], bounds: &Closed) -> Latencies {
+    let chains: Arc<Vec<Mutex<String>>> = Arc::new(
+        sessions
+            .iter()
+            .map(|id| Mutex::new(format!("conv_{id}")))
+            .collect(),
+    );
+    closed(client, sessions.len(), bounds, move |client, i| {
+        let chains = chains.clone();
+        async move {
+            let previous = chains[i].lock().unwrap().clone();
+            let next = client.respond(&previous).await?;
+            *chains[i].lock().unwrap() = next;
+            Ok(())
+        }
     })
     .await
 }
@@ -136,6 +159,11 @@ async fn latencies(client: &Client, plan: &Plan, sessions: &Sessions) {
         report::row("baseline: fake upstream directly", c, &base, None);
         let send = sends(client, &sessions.pool[..c], bounds).await;
         report::row("send (stateful), 10-turn session", c, &send, Some(&base));
+        if c != plan.concurrencies[1] {
+            let chained = responses(client, &sessions.responses[..c], bounds).await;
+            let row = "responses.create, previous_response_id";
+            report::row(row, c, &chained, Some(&base));
+        }
         let chat = closed(
             client,
             c,

@@ -38,6 +38,9 @@ pub struct SendInput {
     pub keep: bool,
     /// Kept with the answer (the Responses API's echo of the request).
     pub record: Option<serde_json::Value>,
+    /// The id of the answer this send continues, which must be the session's newest turn
+    /// (checked in the admission's own read, so continuing costs no extra round trip).
+    pub continues: Option<String>,
 }
 
 impl SendInput {
@@ -60,6 +63,7 @@ impl SendInput {
             whole_history: false,
             keep: true,
             record: None,
+            continues: None,
         }
     }
 }

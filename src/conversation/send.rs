@@ -54,6 +54,10 @@ pub enum Started {
     /// The same `Idempotency-Key` and body completed before: the stored response.
     Replay(String),
     Ready(Box<Prepared>),
+    /// The turn the send was to continue is not the session's newest (or is gone):
+    /// nothing was done, and the input comes back for the caller to decide (see
+    /// [`SendInput::continues`]).
+    NotNewest(Box<SendInput>),
 }
 
 /// Checks the request, takes the lease and builds the prompt. Nothing is written yet.
@@ -100,6 +104,14 @@ pub async fn prepare(
         token,
         input.idempotency.as_ref().map(|c| c.key.clone()),
     );
+    if let Some(expected) = &input.continues
+        && !tail
+            .last()
+            .is_some_and(|t| t.id == *expected && t.continuable())
+    {
+        lease.release().await;
+        return Ok(Started::NotNewest(Box::new(input)));
+    }
     let planned = plan(state, caller, &session, tail, &input).await;
     let planned = lease.release_on_err(planned).await?;
     let now = Utc::now();

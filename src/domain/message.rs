@@ -160,6 +160,13 @@ impl Turn {
         }
     }
 
+    /// An answer a response may continue: not deleted, as an item or as a response.
+    pub fn continuable(&self) -> bool {
+        self.message.role == Role::Assistant
+            && !self.deleted
+            && !self.record.as_ref().is_some_and(|r| r.deleted)
+    }
+
     /// What is left of a turn deleted as an item.
     pub fn tombstone(&self) -> Turn {
         Turn {

@@ -64,6 +64,7 @@ async fn send(
     let mut prepared = match prepare(&state, &caller, &id, input).await? {
         Started::Replay(stored) => return Ok(replay(stored, streaming)),
         Started::Ready(prepared) => *prepared,
+        Started::NotNewest(_) => return Err(ApiError::Internal("a send continues nothing".into())),
     };
     if streaming {
         return stream::respond(state, prepared).await;

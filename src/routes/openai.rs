@@ -74,7 +74,9 @@ async fn with_session(
     let mut prepared = match prepare(&state, caller, id, input).await? {
         Started::Ready(prepared) => *prepared,
         // Only an Idempotency-Key replays, and the relay passes none.
-        Started::Replay(_) => return Err(ApiError::Internal("unexpected replay".into())),
+        Started::Replay(_) | Started::NotNewest(_) => {
+            return Err(ApiError::Internal("unexpected replay".into()));
+        }
     };
     let deadline = upstream::deadline(&state);
     if body.streaming() {

@@ -82,8 +82,9 @@ async fn create(
         .take()
         .unwrap_or(items::Input::Items(Vec::new()));
     let turns = items::turns_of(input, "input")?;
-    let Some(session) = lookup::target(&state, &caller, &request).await? else {
-        return Ok(stateless(state, &caller, &request, turns).await?);
+    let (session, continues) = match lookup::target(&state, &caller, &request).await? {
+        lookup::Target::Stateless => return Ok(stateless(state, &caller, &request, turns).await?),
+        lookup::Target::Session { id, continues } => (id, continues),
     };
     let asked = request.asked()?;
     let send = SendInput {
@@ -100,14 +101,27 @@ async fn create(
         instructions: request.instructions.clone(),
         whole_history: request.truncation() == Truncation::Disabled,
         keep: request.keeps(),
-        record: Some(request.echo()),
+        record: Some(object::compact_echo(&request.echo(), &request.model)),
+        continues,
         ..SendInput::of_turns(turns, field_in_input)
     };
-    let mut prepared = match prepare(&state, &caller, &session, send).await? {
+    let mut started = prepare(&state, &caller, &session, send).await?;
+    if let Started::NotNewest(send) = started {
+        let fork = lookup::branch(&state, &caller, &request).await?;
+        let send = SendInput {
+            continues: None,
+            ..*send
+        };
+        started = prepare(&state, &caller, &fork, send).await?;
+    }
+    let mut prepared = match started {
         Started::Replay(stored) => {
             return Ok(replay(&state, &caller, &stored, request.streaming()).await?);
         }
         Started::Ready(prepared) => *prepared,
+        Started::NotNewest(_) => {
+            return Err(ApiError::Internal("a fork is its own newest".into()).into());
+        }
     };
     let shell = Shell {
         id: ids::response_id(&prepared.session.id, &prepared.answer_id),

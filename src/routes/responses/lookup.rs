@@ -112,38 +112,67 @@ impl Found {
     }
 }
 
-/// The session a response goes to; `None` for one that keeps nothing and continues
-/// nothing.
+/// Where a response goes.
+pub enum Target {
+    /// A session; `continues`: the answer it must follow, which must be the newest turn
+    /// (the admission checks it, so the common case costs no lookup).
+    Session {
+        id: String,
+        continues: Option<String>,
+    },
+    /// Nothing kept, nothing continued.
+    Stateless,
+}
+
 pub async fn target(
     state: &AppState,
     caller: &Caller,
     request: &ResponsesRequest,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Target, ApiError> {
     if let Some(previous) = &request.previous_response_id {
-        let found = response(state, caller, previous).await?;
-        if found.index + 1 == found.session.message_count {
-            return Ok(Some(found.session.id));
-        }
-        if !request.keeps() {
-            return Err(ApiError::invalid(
-                "previous_response_id",
-                "branching from an older response stores a copy of the conversation: it needs `store: true`",
-            ));
-        }
-        return fork(state, &found).await.map(Some);
+        let (session, answer) =
+            ids::parse_response_id(previous).ok_or(ApiError::SessionNotFound)?;
+        return Ok(Target::Session {
+            id: session.to_string(),
+            continues: Some(answer.to_string()),
+        });
     }
     if let Some(conversation) = &request.conversation {
-        return Ok(Some(
-            self::conversation(state, caller, conversation.id())
-                .await?
-                .id,
-        ));
+        // A foreign or unknown session is refused by the admission, as for a send.
+        let id =
+            ids::session_of_conversation(conversation.id()).ok_or(ApiError::SessionNotFound)?;
+        return Ok(Target::Session {
+            id: id.to_string(),
+            continues: None,
+        });
     }
     if !request.keeps() {
-        return Ok(None);
+        return Ok(Target::Stateless);
     }
     let config = super::new_session(state, caller, &request.model);
-    super::create_session(state, &config).await.map(Some)
+    let id = super::create_session(state, &config).await?;
+    Ok(Target::Session {
+        id,
+        continues: None,
+    })
+}
+
+/// `previous_response_id` names a response that is not the newest of its session: a
+/// fork of the session up to it (after checking the response is the caller's and alive).
+pub async fn branch(
+    state: &AppState,
+    caller: &Caller,
+    request: &ResponsesRequest,
+) -> Result<String, ApiError> {
+    let previous = request.previous_response_id.as_deref().unwrap_or_default();
+    let found = response(state, caller, previous).await?;
+    if !request.keeps() {
+        return Err(ApiError::invalid(
+            "previous_response_id",
+            "branching from an older response stores a copy of the conversation: it needs `store: true`",
+        ));
+    }
+    fork(state, &found).await
 }
 
 /// A new session holding the turns up to and including the response's answer, as OpenAI

@@ -95,7 +95,7 @@ pub fn stored(session: &str, session_model: &str, turn: &Turn) -> Value {
         id: ids::response_id(session, &turn.id),
         created_at: turn.created_at.timestamp(),
         model: model.to_string(),
-        echo: record.map_or_else(|| default_echo(model), |r| r.request.clone()),
+        echo: full_echo(record.map(|r| &r.request), model),
     };
     let (status, incomplete_details) = status(record.map_or("stop", |r| r.finish_reason.as_str()));
     response(
@@ -117,4 +117,26 @@ fn default_echo(model: &str) -> Value {
     serde_json::from_value::<ResponsesRequest>(json!({ "model": model }))
         .map(|r| r.echo())
         .unwrap_or_else(|_| json!({}))
+}
+
+/// What an answer's record keeps of its request's echo: only what differs from OpenAI's
+/// defaults (most of it does not), so a stored answer stays small.
+pub fn compact_echo(echo: &Value, model: &str) -> Value {
+    let defaults = default_echo(model);
+    let Value::Object(echo) = echo else {
+        return json!({});
+    };
+    let differs = echo
+        .iter()
+        .filter(|(key, value)| defaults.get(key.as_str()) != Some(value));
+    Value::Object(differs.map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// The echo again: the defaults, with what the record kept over them.
+fn full_echo(kept: Option<&Value>, model: &str) -> Value {
+    let mut echo = default_echo(model);
+    if let (Value::Object(echo), Some(Value::Object(kept))) = (&mut echo, kept) {
+        echo.extend(kept.clone());
+    }
+    echo
 }
