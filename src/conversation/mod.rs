@@ -4,6 +4,7 @@
 //! models, `finish` stores the user and assistant turns in one atomic commit. Nothing is
 //! stored unless the model answered in full.
 
+pub mod answer;
 pub mod append;
 pub mod context;
 mod finish;

@@ -9,10 +9,7 @@ use super::{
     lease::Lease,
     upstream,
 };
-pub use super::{
-    finish::{SendResponse, finish},
-    input::SendInput,
-};
+pub use super::{finish::SendResponse, input::SendInput};
 use crate::{
     auth::Caller,
     domain::{

@@ -16,10 +16,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::{sync::mpsc, time::Instant};
 
-use super::{
-    send::{Prepared, finish},
-    upstream,
-};
+use super::{outcome::Destination, upstream};
 use crate::{
     error::ApiError,
     llm::{
@@ -48,29 +45,6 @@ pub trait EventWriter: Send + 'static {
     async fn done(&mut self, answer: ChatResponse) -> Result<Bytes, ApiError>;
     /// The stream failed: give the session back first, then write the error event.
     async fn error(&mut self, err: &ApiError) -> Bytes;
-}
-
-/// `POST /v1/sessions/{id}/messages` with `"stream": true`: `delta` events, then one `done`
-/// event with the full response, or an `error` event and never a `done`.
-pub async fn respond(
-    state: web::Data<AppState>,
-    mut prepared: Prepared,
-) -> Result<HttpResponse, ApiError> {
-    let deadline = upstream::deadline(&state);
-    let opened = open(
-        &state,
-        &prepared.chain,
-        |m| prepared.request_for(m),
-        deadline,
-    )
-    .await;
-    let opened = prepared.lease.release_on_err(opened).await?;
-    let writer = SessionEvents {
-        state: state.clone(),
-        index: opened.index,
-        prepared: Some(prepared),
-    };
-    Ok(serve(state, opened, writer, deadline))
 }
 
 /// Opens a stream along the chain. A failure here is an ordinary JSON error.
@@ -180,10 +154,20 @@ fn broke(state: &AppState, opened: &mut Opened, err: ProviderError) -> ApiError 
     }
 }
 
-struct SessionEvents {
+/// `POST /v1/sessions/{id}/messages` with `"stream": true`: `delta` events, then one `done`
+/// event with the full response, or an `error` event and never a `done`.
+pub struct SessionEvents {
     state: web::Data<AppState>,
-    index: usize,
-    prepared: Option<Prepared>,
+    destination: Option<Destination>,
+}
+
+impl SessionEvents {
+    pub fn new(state: web::Data<AppState>, destination: Destination) -> SessionEvents {
+        SessionEvents {
+            state,
+            destination: Some(destination),
+        }
+    }
 }
 
 #[async_trait]
@@ -194,17 +178,17 @@ impl EventWriter for SessionEvents {
     }
 
     async fn done(&mut self, answer: ChatResponse) -> Result<Bytes, ApiError> {
-        let prepared = self
-            .prepared
+        let destination = self
+            .destination
             .take()
             .ok_or_else(|| ApiError::Internal("answer completed twice".into()))?;
-        let response = finish(&self.state, prepared, self.index, answer).await?;
-        Ok(sse("done", &response))
+        let completed = destination.complete(&self.state, answer).await?;
+        Ok(sse("done", &completed.sent))
     }
 
     async fn error(&mut self, err: &ApiError) -> Bytes {
-        if let Some(prepared) = self.prepared.as_mut() {
-            prepared.lease.release().await;
+        if let Some(destination) = self.destination.as_mut() {
+            destination.abandon().await;
         }
         sse("error", &err.body())
     }

@@ -9,9 +9,10 @@ use super::{extract::ApiJson, owned_session};
 use crate::{
     auth::Caller,
     conversation::{
+        answer,
         context::{Around, assemble, budget, read_tail},
-        send::{SendInput, Started, call_chain, finish, prepare},
-        stream,
+        send::{SendInput, Started, prepare},
+        stream::SessionEvents,
     },
     domain::{
         content::Content,
@@ -61,18 +62,18 @@ async fn send(
     let ApiJson { value, raw } = body;
     let streaming = value.stream;
     let input = send_input(&state, &req, value, &raw)?;
-    let mut prepared = match prepare(&state, &caller, &id, input).await? {
+    let prepared = match prepare(&state, &caller, &id, input).await? {
         Started::Replay(stored) => return Ok(replay(stored, streaming)),
         Started::Ready(prepared) => *prepared,
         Started::NotNewest(_) => return Err(ApiError::Internal("a send continues nothing".into())),
     };
-    if streaming {
-        return stream::respond(state, prepared).await;
-    }
-    let called = call_chain(&state, &prepared).await;
-    let (model_index, answer) = prepared.lease.release_on_err(called).await?;
-    let response = finish(&state, prepared, model_index, answer).await?;
-    Ok(HttpResponse::Ok().json(response))
+    let answering = answer::of_send(&state, prepared, streaming).await?;
+    let writer_state = state.clone();
+    Ok(answering.respond(
+        state,
+        |_, destination| SessionEvents::new(writer_state, destination),
+        |completed| HttpResponse::Ok().json(completed.sent),
+    ))
 }
 
 fn send_input(

@@ -26,13 +26,11 @@ use super::extract::ApiJson;
 use crate::{
     auth::Caller,
     conversation::{
-        outcome::{Destination, reserve},
-        send::{SendInput, Started, call_chain, prepare},
-        stream, upstream,
+        answer::{self, Answering},
+        send::{SendInput, Started, prepare},
     },
     domain::{session::new_id, turns::field_in_messages},
     error::ApiError,
-    llm::{ChatRequest, registry::Model},
     state::AppState,
 };
 
@@ -71,38 +69,15 @@ async fn with_session(
     body: ChatCompletionRequest,
 ) -> Result<HttpResponse, ApiError> {
     let input = session_input(&body);
-    let mut prepared = match prepare(&state, caller, id, input).await? {
+    let prepared = match prepare(&state, caller, id, input).await? {
         Started::Ready(prepared) => *prepared,
         // Only an Idempotency-Key replays, and the relay passes none.
         Started::Replay(_) | Started::NotNewest(_) => {
             return Err(ApiError::Internal("unexpected replay".into()));
         }
     };
-    let deadline = upstream::deadline(&state);
-    if body.streaming() {
-        let opened = stream::open(
-            &state,
-            &prepared.chain,
-            |m| prepared.request_for(m),
-            deadline,
-        )
-        .await;
-        let opened = prepared.lease.release_on_err(opened).await?;
-        let destination = Destination::session(prepared, opened.index);
-        return Ok(relay_stream(
-            state,
-            opened,
-            body.include_usage(),
-            destination,
-            deadline,
-        ));
-    }
-    let called = call_chain(&state, &prepared).await;
-    let (index, answer) = prepared.lease.release_on_err(called).await?;
-    let completed = Destination::session(prepared, index)
-        .complete(&state, answer)
-        .await?;
-    Ok(HttpResponse::Ok().json(completion(&head(&completed.model), &Answer::of(&completed))))
+    let answering = answer::of_send(&state, prepared, body.streaming()).await?;
+    Ok(respond(state, answering, body.include_usage()))
 }
 
 async fn stateless(
@@ -111,63 +86,35 @@ async fn stateless(
     body: ChatCompletionRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (streaming, include_usage) = (body.streaming(), body.include_usage());
-    let chain = upstream::chain(&state, &body.model, &[])?;
-    let options = Arc::new(body.options());
-    let (max_tokens, temperature) = (body.max_tokens(), body.temperature);
-    let prompt = body.messages;
-    let metering = reserve(&state, caller, &chain, &prompt, &options.tools, max_tokens).await?;
-    let request_for = |model: &Model| ChatRequest {
-        model: model.upstream_name.clone(),
-        messages: prompt.clone(),
-        max_tokens,
-        temperature,
-        options: options.clone(),
+    let call = answer::Call {
+        options: Arc::new(body.options()),
+        max_tokens: body.max_tokens(),
+        temperature: body.temperature,
+        model: body.model,
+        prompt: body.messages,
     };
-    let deadline = upstream::deadline(&state);
-    if streaming {
-        let opened = stream::open(&state, &chain, request_for, deadline).await?;
-        let model = upstream::answering(&chain, opened.index)?;
-        let destination = Destination::Stateless {
-            model,
-            prompt,
-            options,
-            metering,
-        };
-        return Ok(relay_stream(
-            state,
-            opened,
-            include_usage,
-            destination,
-            deadline,
-        ));
-    }
-    let routed = (state.router.complete(&chain, request_for, deadline).await)
-        .map_err(upstream::api_error)?;
-    let model = upstream::answering(&chain, routed.index)?;
-    let destination = Destination::Stateless {
-        model,
-        prompt,
-        options,
-        metering,
-    };
-    let completed = destination.complete(&state, routed.value).await?;
-    Ok(HttpResponse::Ok().json(completion(&head(&completed.model), &Answer::of(&completed))))
+    let answering = answer::of_call(&state, caller, call, streaming).await?;
+    Ok(respond(state, answering, include_usage))
 }
 
-fn relay_stream(
-    state: web::Data<AppState>,
-    opened: stream::Opened,
-    include_usage: bool,
-    destination: Destination,
-    deadline: tokio::time::Instant,
-) -> HttpResponse {
-    let writer = ChunkWriter::new(
-        head(&opened.model),
-        include_usage,
-        state.clone(),
-        destination,
-    );
-    stream::serve(state, opened, writer, deadline)
+/// Chunks for a stream, a `chat.completion` for a whole answer.
+fn respond(state: web::Data<AppState>, answering: Answering, include_usage: bool) -> HttpResponse {
+    let writer_state = state.clone();
+    answering.respond(
+        state,
+        |opened, destination| {
+            ChunkWriter::new(
+                head(&opened.model),
+                include_usage,
+                writer_state,
+                destination,
+            )
+        },
+        |completed| {
+            let body = completion(&head(&completed.model), &Answer::of(&completed));
+            HttpResponse::Ok().json(body)
+        },
+    )
 }
 
 /// The body's `session_id` or the `X-Session-Id` header (they must agree when both are sent).

@@ -32,9 +32,9 @@ use super::{extract::ApiJson, messages::idempotency_claim, openai::OpenAiError};
 use crate::{
     auth::Caller,
     conversation::{
-        outcome::{Completed, Destination, reserve},
-        send::{SendInput, Started, call_chain, prepare},
-        stream, upstream,
+        answer::{self, Answering},
+        outcome::Completed,
+        send::{SendInput, Started, prepare},
     },
     domain::{
         message::{Message, Role, message_id},
@@ -42,7 +42,6 @@ use crate::{
         turns::{Batch, check_new_turns},
     },
     error::ApiError,
-    llm::{ChatRequest, registry::Model},
     state::AppState,
 };
 
@@ -74,14 +73,7 @@ async fn create(
         raw,
     } = body?;
     request.refused()?;
-    if state.models.get(&request.model).is_none() {
-        return Err(OpenAiError::ModelNotFound(request.model));
-    }
-    let input = request
-        .input
-        .take()
-        .unwrap_or(items::Input::Items(Vec::new()));
-    let turns = items::turns_of(input, "input")?;
+    let turns = input_turns(&state, &mut request)?;
     let (session, continues) = match lookup::target(&state, &caller, &request).await? {
         lookup::Target::Stateless => return Ok(stateless(state, &caller, &request, turns).await?),
         lookup::Target::Session { id, continues } => (id, continues),
@@ -114,7 +106,7 @@ async fn create(
         };
         started = prepare(&state, &caller, &fork, send).await?;
     }
-    let mut prepared = match started {
+    let prepared = match started {
         Started::Replay(stored) => {
             return Ok(replay(&state, &caller, &stored, request.streaming()).await?);
         }
@@ -130,26 +122,26 @@ async fn create(
         echo: request.echo(),
     };
     let answer_id = prepared.answer_id.clone();
-    let deadline = upstream::deadline(&state);
-    if request.streaming() {
-        let opened = stream::open(
-            &state,
-            &prepared.chain,
-            |m| prepared.request_for(m),
-            deadline,
-        )
-        .await;
-        let opened = prepared.lease.release_on_err(opened).await?;
-        let destination = Destination::session(prepared, opened.index);
-        let writer = ResponseEvents::new(state.clone(), destination, shell, answer_id);
-        return Ok(stream::serve(state, opened, writer, deadline));
-    }
-    let called = call_chain(&state, &prepared).await;
-    let (index, answer) = prepared.lease.release_on_err(called).await?;
-    let completed = Destination::session(prepared, index)
-        .complete(&state, answer)
-        .await?;
-    Ok(HttpResponse::Ok().json(finished(shell, &answer_id, &completed)))
+    let answering = answer::of_send(&state, prepared, request.streaming()).await?;
+    Ok(respond(state, answering, shell, answer_id))
+}
+
+/// Events for a stream, the response object for a whole answer.
+fn respond(
+    state: web::Data<AppState>,
+    answering: Answering,
+    shell: Shell,
+    answer_id: String,
+) -> HttpResponse {
+    let writer_state = state.clone();
+    let (writer_shell, writer_answer) = (shell.clone(), answer_id.clone());
+    answering.respond(
+        state,
+        |_, destination| {
+            ResponseEvents::new(writer_state, destination, writer_shell, writer_answer)
+        },
+        |completed| HttpResponse::Ok().json(finished(shell, &answer_id, &completed)),
+    )
 }
 
 /// The response object of a complete answer.
@@ -193,54 +185,21 @@ async fn stateless(
         .map(|text| Message::text(Role::System, text.as_str()))
         .collect();
     prompt.extend(turns);
-    let chain = upstream::chain(&state, &request.model, &[])?;
-    let metering = reserve(
-        &state,
-        caller,
-        &chain,
-        &prompt,
-        &options.tools,
-        request.max_output_tokens,
-    )
-    .await?;
-    let request_for = |model: &Model| ChatRequest {
-        model: model.upstream_name.clone(),
-        messages: prompt.clone(),
-        max_tokens: request.max_output_tokens,
-        temperature: request.temperature,
-        options: options.clone(),
-    };
     let shell = Shell {
         id: format!("resp_{}", new_id()),
         created_at: Utc::now().timestamp(),
         model: request.model.clone(),
         echo: request.echo(),
     };
-    let answer_id = message_id(0);
-    let deadline = upstream::deadline(&state);
-    if request.streaming() {
-        let opened = stream::open(&state, &chain, request_for, deadline).await?;
-        let model = upstream::answering(&chain, opened.index)?;
-        let destination = Destination::Stateless {
-            model,
-            prompt,
-            options,
-            metering,
-        };
-        let writer = ResponseEvents::new(state.clone(), destination, shell, answer_id);
-        return Ok(stream::serve(state, opened, writer, deadline));
-    }
-    let routed = (state.router.complete(&chain, request_for, deadline).await)
-        .map_err(upstream::api_error)?;
-    let model = upstream::answering(&chain, routed.index)?;
-    let destination = Destination::Stateless {
-        model,
+    let call = answer::Call {
+        model: request.model.clone(),
         prompt,
         options,
-        metering,
+        max_tokens: request.max_output_tokens,
+        temperature: request.temperature,
     };
-    let completed = destination.complete(&state, routed.value).await?;
-    Ok(HttpResponse::Ok().json(finished(shell, &answer_id, &completed)))
+    let answering = answer::of_call(&state, caller, call, request.streaming()).await?;
+    Ok(respond(state, answering, shell, message_id(0)))
 }
 
 /// The same `Idempotency-Key` and body completed before: the response it made.
@@ -298,8 +257,7 @@ async fn input_items(
     id: web::Path<String>,
     query: Result<web::Query<page::PageQuery>, actix_web::Error>,
 ) -> Result<HttpResponse, OpenAiError> {
-    let query =
-        query.map_err(|_| ApiError::invalid("query", "limit, order (asc or desc), after"))?;
+    let query = page::query(query)?;
     let found = lookup::response(&state, &caller?, &id).await?;
     let range = found.input_range(&state).await?;
     let page = page::page(state.store.as_ref(), &found.session.id, range, &query).await?;
@@ -315,16 +273,24 @@ async fn input_tokens(
 ) -> Result<HttpResponse, OpenAiError> {
     let caller = caller?;
     let mut request = body?.value;
+    let turns = input_turns(&state, &mut request)?;
+    let tokens = lookup::count(&state, &caller, &request, &turns).await?;
+    Ok(HttpResponse::Ok().json(json!({"object": "response.input_tokens", "input_tokens": tokens})))
+}
+
+/// The turns the request's input adds (taken out of it), for a model that exists.
+fn input_turns(
+    state: &AppState,
+    request: &mut ResponsesRequest,
+) -> Result<Vec<Message>, OpenAiError> {
     if state.models.get(&request.model).is_none() {
-        return Err(OpenAiError::ModelNotFound(request.model));
+        return Err(OpenAiError::ModelNotFound(request.model.clone()));
     }
     let input = request
         .input
         .take()
         .unwrap_or(items::Input::Items(Vec::new()));
-    let turns = items::turns_of(input, "input")?;
-    let tokens = lookup::count(&state, &caller, &request, &turns).await?;
-    Ok(HttpResponse::Ok().json(json!({"object": "response.input_tokens", "input_tokens": tokens})))
+    Ok(items::turns_of(input, "input")?)
 }
 
 /// A new session for a response that continues nothing.

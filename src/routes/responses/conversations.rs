@@ -171,8 +171,7 @@ async fn list_items(
     id: web::Path<String>,
     query: Result<web::Query<page::PageQuery>, actix_web::Error>,
 ) -> Result<HttpResponse, OpenAiError> {
-    let query =
-        query.map_err(|_| ApiError::invalid("query", "limit, order (asc or desc), after"))?;
+    let query = page::query(query)?;
     let session = lookup::conversation(&state, &caller?, &id).await?;
     let page = page::page(
         state.store.as_ref(),

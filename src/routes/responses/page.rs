@@ -29,6 +29,15 @@ pub enum Order {
     Desc,
 }
 
+/// The query of a listing; a bad one is an `invalid_request` like any other.
+pub fn query(
+    query: Result<actix_web::web::Query<PageQuery>, actix_web::Error>,
+) -> Result<PageQuery, ApiError> {
+    query
+        .map(actix_web::web::Query::into_inner)
+        .map_err(|_| ApiError::invalid("query", "limit, order (asc or desc), after"))
+}
+
 /// The items of the turns at `range`, one page of them.
 pub async fn page(
     store: &dyn Store,
