@@ -1,23 +1,55 @@
 //! Client tokens, `srt_<secret>_<session id>`: what a browser holds instead of an API key.
 //!
 //! A token acts for one session only, on the routes listed in [`ROUTES`] — everything
-//! else answers 403, including routes added later, because the list is opt-in. It carries
+//! else answers 403, including routes added later, because the list is opt-in. The same
+//! session is reached as a conversation (`conv_<id>`) and through its responses
+//! (`resp_<id>_…`); a route whose body names the session (`POST /v1/responses`) is left to
+//! its handler, which checks [`Caller::session_scope`](super::Caller). It carries
 //! the tenant and the limits of the key that issued it, and dies with that key, with its
 //! session (it is stored beside it, as a digest), or when it expires.
 
 use actix_web::http::Method;
 
 use super::api_keys::digest_hex;
-use crate::domain::session::is_session_id;
+use crate::domain::{ids, session::is_session_id};
 
 const SCHEME: &str = "srt_";
 
+/// How a route's `{id}` names the session.
+#[derive(Clone, Copy)]
+enum Names {
+    Session,
+    Conversation,
+    Response,
+    /// The body names it, and the handler checks.
+    Body,
+}
+
 /// (method, route pattern) a client token may call, on its own session's `{id}`.
-const ROUTES: [(Method, &str); 4] = [
-    (Method::GET, "/v1/sessions/{id}"),
-    (Method::GET, "/v1/sessions/{id}/messages"),
-    (Method::POST, "/v1/sessions/{id}/messages"),
-    (Method::GET, "/v1/sessions/{id}/context"),
+const ROUTES: [(Method, &str, Names); 11] = [
+    (Method::GET, "/v1/sessions/{id}", Names::Session),
+    (Method::GET, "/v1/sessions/{id}/messages", Names::Session),
+    (Method::POST, "/v1/sessions/{id}/messages", Names::Session),
+    (Method::GET, "/v1/sessions/{id}/context", Names::Session),
+    (Method::GET, "/v1/conversations/{id}", Names::Conversation),
+    (
+        Method::GET,
+        "/v1/conversations/{id}/items",
+        Names::Conversation,
+    ),
+    (
+        Method::GET,
+        "/v1/conversations/{id}/items/{item}",
+        Names::Conversation,
+    ),
+    (Method::GET, "/v1/responses/{id}", Names::Response),
+    (
+        Method::GET,
+        "/v1/responses/{id}/input_items",
+        Names::Response,
+    ),
+    (Method::POST, "/v1/responses", Names::Body),
+    (Method::POST, "/v1/responses/input_tokens", Names::Body),
 ];
 
 pub struct Issued {
@@ -46,10 +78,21 @@ pub fn session_of(bearer: &str) -> Option<&str> {
 
 /// Whether a token of `session_id` may call this route with this `{id}`.
 pub fn permits(session_id: &str, method: &Method, pattern: Option<&str>, id: Option<&str>) -> bool {
-    let listed = ROUTES
+    let route = ROUTES
         .iter()
-        .any(|(m, p)| m == method && Some(*p) == pattern);
-    listed && id == Some(session_id)
+        .find(|(m, p, _)| m == method && Some(*p) == pattern);
+    let Some((_, _, names)) = route else {
+        return false;
+    };
+    let named = match names {
+        Names::Session => id,
+        Names::Conversation => id.and_then(ids::session_of_conversation),
+        Names::Response => id
+            .and_then(ids::parse_response_id)
+            .map(|(session, _)| session),
+        Names::Body => return true,
+    };
+    named == Some(session_id)
 }
 
 #[cfg(test)]
@@ -76,6 +119,32 @@ mod tests {
             &Method::GET,
             Some("/v1/users/{user_id}/sessions"),
             None
+        ));
+        let conversation = Some("/v1/conversations/{id}/items");
+        assert!(permits(
+            sid,
+            &Method::GET,
+            conversation,
+            Some("conv_abc_def-1")
+        ));
+        assert!(!permits(
+            sid,
+            &Method::GET,
+            conversation,
+            Some("conv_other")
+        ));
+        let response = format!("resp_{sid}_{}", crate::domain::message::message_id(3));
+        assert!(permits(
+            sid,
+            &Method::GET,
+            Some("/v1/responses/{id}"),
+            Some(&response)
+        ));
+        assert!(!permits(
+            sid,
+            &Method::DELETE,
+            Some("/v1/responses/{id}"),
+            Some(&response)
         ));
         assert_eq!(session_of("srt_xyz_abc"), None);
         assert_eq!(session_of("sr_0123456789ab_00"), None);

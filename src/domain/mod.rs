@@ -4,6 +4,7 @@ pub mod content;
 pub mod context;
 pub mod error;
 pub mod export;
+pub mod ids;
 pub mod message;
 pub mod params;
 pub mod session;

@@ -12,7 +12,6 @@
 mod conversations;
 mod deletion;
 mod events;
-mod ids;
 mod items;
 mod lookup;
 mod object;
@@ -37,6 +36,7 @@ use crate::{
         send::{SendInput, Started, prepare},
     },
     domain::{
+        ids,
         message::{Message, Role, message_id},
         session::{SessionConfig, new_id, now_ms},
         turns::{Batch, check_new_turns},

@@ -494,3 +494,83 @@ async fn the_answer_is_stored_before_completed_is_written() {
     }
     assert_eq!(fake.calls(), 100);
 }
+
+/// A client token acts for its own session through these APIs too: its conversation and
+/// its responses, nothing else, and no new conversation.
+#[tokio::test]
+async fn a_client_token_reaches_only_its_own_conversation() {
+    let (app, _fake) = spawn_relay_on(Backend::Redis).await;
+    let mine = app.new_session_id().await;
+    let other = app.new_session_id().await;
+    let issued = post(
+        &app,
+        &format!("/v1/sessions/{mine}/client_tokens"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
+    let browser = app.as_tenant(issued.body["token"].as_str().unwrap());
+    let made = post(
+        &browser,
+        "/v1/responses",
+        json!({"model": MODEL, "input": "hi", "conversation": format!("conv_{mine}")}),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let next = json!({"model": MODEL, "input": "again", "previous_response_id": made.body["id"]});
+    assert_eq!(
+        post(&browser, "/v1/responses", next).await.status,
+        StatusCode::OK
+    );
+    let items = browser
+        .call(
+            Method::GET,
+            &format!("/v1/conversations/conv_{mine}/items"),
+            None,
+        )
+        .await;
+    assert_eq!(items.status, StatusCode::OK, "{}", items.body);
+    let read = browser
+        .call(
+            Method::GET,
+            &format!("/v1/responses/{}", made.body["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/v1/responses".to_string(),
+            Some(json!({"model": MODEL, "input": "new"})),
+        ),
+        (
+            Method::POST,
+            "/v1/responses".to_string(),
+            Some(json!({"model": MODEL, "input": "x", "conversation": format!("conv_{other}")})),
+        ),
+        (
+            Method::GET,
+            format!("/v1/conversations/conv_{other}/items"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/responses/{}", made.body["id"].as_str().unwrap()),
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/conversations".to_string(),
+            Some(json!({})),
+        ),
+    ] {
+        let reply = browser.call(method.clone(), &path, body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path}: {}",
+            reply.body
+        );
+    }
+}

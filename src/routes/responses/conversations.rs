@@ -5,13 +5,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    deletion, ids,
+    deletion,
     items::{Input, MAX_ITEMS, items_of, turns_of},
     lookup, page,
 };
 use crate::{
     auth::Caller,
     conversation::append::append_turns,
+    domain::ids,
     domain::{
         params::check_metadata,
         session::{PatchSession, StoredSession},

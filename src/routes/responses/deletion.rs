@@ -4,7 +4,7 @@
 //! call, is a conversation no provider accepts — and an assistant turn left with nothing
 //! is a tombstone too.
 
-use super::ids::{ItemPart, call_tag};
+use crate::domain::ids::{ItemPart, call_tag};
 use crate::domain::{
     message::{Role, Turn},
     tools::ToolCall,

@@ -12,12 +12,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{
-    ids::{ItemPart, call_item_id, item_id},
     items::{function_call_item, output_text},
     object::{Ending, Shell, response, status},
 };
 use crate::{
     conversation::{outcome::Destination, stream::EventWriter},
+    domain::ids::{ItemPart, call_item_id, item_id},
     domain::tools::{FunctionCall, ToolCall},
     error::ApiError,
     llm::{ChatResponse, Delta},

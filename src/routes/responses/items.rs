@@ -10,7 +10,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ids::{ItemPart, call_item_id, item_id};
+use crate::domain::ids::{ItemPart, call_item_id, item_id};
 use crate::{
     domain::{
         content::{Content, FileData, ImageDetail, ImageUrl, Part},

@@ -6,7 +6,8 @@ use std::ops::Range;
 use chrono::Utc;
 use serde_json::Value;
 
-use super::{ids, object, request::ResponsesRequest};
+use super::{object, request::ResponsesRequest};
+use crate::domain::ids;
 use crate::{
     auth::Caller,
     conversation::context::{Around, assemble, budget, read_tail},
@@ -36,27 +37,22 @@ pub async fn conversation(
     id: &str,
 ) -> Result<StoredSession, ApiError> {
     let session = ids::session_of_conversation(id).ok_or(ApiError::SessionNotFound)?;
+    in_scope(caller, Some(session))?;
     owned_session(state, caller, session).await
 }
 
 pub async fn response(state: &AppState, caller: &Caller, id: &str) -> Result<Found, ApiError> {
     let (session, answer) = ids::parse_response_id(id).ok_or(ApiError::SessionNotFound)?;
+    in_scope(caller, Some(session))?;
     let session = owned_session(state, caller, session).await?;
     let index = crate::domain::message::message_index(answer).ok_or(ApiError::SessionNotFound)?;
     let turn = state.store.turns(&session.id, index, 1).await?.pop();
     match turn {
-        Some(turn)
-            if turn.id == answer
-                && turn.message.role == Role::Assistant
-                && !turn.deleted
-                && !turn.record.as_ref().is_some_and(|r| r.deleted) =>
-        {
-            Ok(Found {
-                session,
-                index,
-                turn,
-            })
-        }
+        Some(turn) if turn.id == answer && turn.continuable() => Ok(Found {
+            session,
+            index,
+            turn,
+        }),
         _ => Err(ApiError::SessionNotFound),
     }
 }
@@ -124,6 +120,15 @@ pub enum Target {
     Stateless,
 }
 
+/// A client token acts for its own session only: no other, and no new one.
+fn in_scope(caller: &Caller, session: Option<&str>) -> Result<(), ApiError> {
+    match (&caller.session_scope, session) {
+        (Some(scope), Some(session)) if scope == session => Ok(()),
+        (Some(_), _) => Err(ApiError::Forbidden),
+        (None, _) => Ok(()),
+    }
+}
+
 pub async fn target(
     state: &AppState,
     caller: &Caller,
@@ -132,6 +137,7 @@ pub async fn target(
     if let Some(previous) = &request.previous_response_id {
         let (session, answer) =
             ids::parse_response_id(previous).ok_or(ApiError::SessionNotFound)?;
+        in_scope(caller, Some(session))?;
         return Ok(Target::Session {
             id: session.to_string(),
             continues: Some(answer.to_string()),
@@ -141,11 +147,13 @@ pub async fn target(
         // A foreign or unknown session is refused by the admission, as for a send.
         let id =
             ids::session_of_conversation(conversation.id()).ok_or(ApiError::SessionNotFound)?;
+        in_scope(caller, Some(id))?;
         return Ok(Target::Session {
             id: id.to_string(),
             continues: None,
         });
     }
+    in_scope(caller, None)?;
     if !request.keeps() {
         return Ok(Target::Stateless);
     }
@@ -166,6 +174,8 @@ pub async fn branch(
 ) -> Result<String, ApiError> {
     let previous = request.previous_response_id.as_deref().unwrap_or_default();
     let found = response(state, caller, previous).await?;
+    // The copy is a session of its own, which a client token cannot reach.
+    in_scope(caller, None)?;
     if !request.keeps() {
         return Err(ApiError::invalid(
             "previous_response_id",
@@ -252,6 +262,7 @@ pub async fn count(
             (session, history)
         }
         (None, None) => {
+            in_scope(caller, None)?;
             let system = request.instructions.as_deref().map_or(0, |p| {
                 counter.count_message(model.tokenizer, Role::System, p)
             });

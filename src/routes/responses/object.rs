@@ -3,7 +3,8 @@
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use super::{ids, items::items_of, request::ResponsesRequest};
+use super::{items::items_of, request::ResponsesRequest};
+use crate::domain::ids;
 use crate::{
     domain::message::{AnswerRecord, Turn},
     llm::Usage,

@@ -8,7 +8,8 @@ use std::ops::Range;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ids::parse_item_id, items::items_of};
+use super::items::items_of;
+use crate::domain::ids::parse_item_id;
 use crate::{error::ApiError, store::Store};
 
 #[derive(Debug, Deserialize)]
