@@ -33,6 +33,15 @@ pub struct SessionConfig {
     pub created_at: DateTime<Utc>,
 }
 
+impl SessionConfig {
+    /// Whether this is a session of `user_id` within `tenant`: what every read or delete
+    /// reached through a user index checks, since an id can change hands (it expires, and
+    /// an import, which keeps ids, makes a session of that id for someone else).
+    pub fn belongs_to(&self, tenant: &str, user_id: &str) -> bool {
+        self.tenant == tenant && self.user_id.as_deref() == Some(user_id)
+    }
+}
+
 /// Running totals of a session, kept by the store with atomic increments.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UsageTotals {

@@ -86,7 +86,12 @@ async fn export_session(
 ) -> Result<HttpResponse, ApiError> {
     owned_session(&state, &caller, &id).await?;
     let ids = vec![id.into_inner()];
-    Ok(ndjson(export::lines(state.clone(), caller.tenant, ids)))
+    Ok(ndjson(export::lines(
+        state.clone(),
+        caller.tenant,
+        None,
+        ids,
+    )))
 }
 
 #[utoipa::path(tag = "import", responses((status = 200, description = "NDJSON, one line per live session of the user")))]
@@ -106,5 +111,11 @@ async fn export_user(
         .store
         .user_sessions(&caller.tenant, &user_id, now_ms())
         .await?;
-    Ok(ndjson(export::lines(state.clone(), caller.tenant, ids)))
+    let user_id = Some(user_id.into_inner());
+    Ok(ndjson(export::lines(
+        state.clone(),
+        caller.tenant,
+        user_id,
+        ids,
+    )))
 }

@@ -62,10 +62,12 @@ async fn list(
     let page: Vec<&String> = ids.iter().skip(start).take(limit).collect();
     let has_more = ids.len() > start + page.len();
     let sessions = try_join_all(page.iter().map(|id| state.store.get_session(id))).await?;
-    // A session may expire between the listing and its read; it is simply left out.
+    // A session may expire between the listing and its read, and its id may even name
+    // someone else's session by then: each is checked on the read that returns it.
     let data: Vec<SessionView> = sessions
         .into_iter()
         .flatten()
+        .filter(|s| s.config.belongs_to(&caller.tenant, user_id))
         .map(SessionView::from)
         .collect();
     let next_cursor = if has_more {

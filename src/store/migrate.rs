@@ -22,6 +22,10 @@ const MIGRATIONS: &[(u32, Step)] = &[
         2,
         Step::ReencodeTurns(include_str!("../../migrations/0002_compact_turns.lua")),
     ),
+    (
+        3,
+        Step::Script(include_str!("../../migrations/0003_index_incarnations.lua")),
+    ),
 ];
 
 /// Sets the version unless it is already at or past it: the first migration's script,
@@ -29,7 +33,7 @@ const MIGRATIONS: &[(u32, Step)] = &[
 const RECORD_VERSION: &str = include_str!("../../migrations/0001_initial.lua");
 
 /// The layout version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Turns read and rewritten per script run: a few hundred kilobytes at most.
 const CHUNK: usize = 256;

@@ -19,6 +19,8 @@ const PAGE: usize = 256;
 struct Export {
     state: web::Data<AppState>,
     tenant: String,
+    /// Set when the ids came from this user's index: each session must still be theirs.
+    user_id: Option<String>,
     ids: VecDeque<String>,
     current: Option<Cursor>,
     failed: bool,
@@ -32,15 +34,18 @@ struct Cursor {
     next: u64,
 }
 
-/// One line per session of `ids` (in order) that still exists and belongs to `tenant`.
+/// One line per session of `ids` (in order) that still exists and belongs to `tenant`
+/// (and to `user_id`, when given).
 pub fn lines(
     state: web::Data<AppState>,
     tenant: String,
+    user_id: Option<String>,
     ids: Vec<String>,
 ) -> impl Stream<Item = Result<Bytes, ApiError>> {
     let export = Export {
         state,
         tenant,
+        user_id,
         ids: ids.into(),
         current: None,
         failed: false,
@@ -74,8 +79,12 @@ impl Export {
                 Ok(session) => session,
                 Err(err) => return Some(Err(err.into())),
             };
-            // Expired since it was listed, or not the caller's: left out.
-            let Some(session) = session.filter(|s| s.config.tenant == self.tenant) else {
+            // Expired since it was listed, or not the caller's (the id may have changed
+            // hands since it was listed): left out, checked on the read that returns it.
+            let Some(session) = session.filter(|s| match &self.user_id {
+                Some(user) => s.config.belongs_to(&self.tenant, user),
+                None => s.config.tenant == self.tenant,
+            }) else {
                 continue;
             };
             let head = export_head(&id, &session.config);

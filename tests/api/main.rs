@@ -27,3 +27,4 @@ mod shutdown;
 mod store_suite;
 mod tenancy;
 mod tools;
+mod user_index;

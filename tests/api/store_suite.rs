@@ -718,6 +718,84 @@ async fn user_index(store: &dyn Store) {
     );
 }
 
+/// An id changes hands once its session expired: the old index must neither list nor
+/// delete the session now under that id, and an id made again for the same user is
+/// listed once.
+async fn user_index_follows_the_session_not_the_id(store: &dyn Store) {
+    let kind = store.kind();
+    let id = format!("legacy-{}", new_id());
+    let short = |tenant: &str, user: &str| SessionConfig {
+        ttl_seconds: 1,
+        ..config(tenant, Some(user))
+    };
+    let list = |tenant: &'static str, user: &'static str| store.user_sessions(tenant, user, 0);
+    assert!(
+        store
+            .create_session(&id, &short("acme", "u1"), now_ms())
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        store
+            .create_session(&id, &config("globex", Some("u1")), now_ms())
+            .await
+            .unwrap(),
+        "{kind}: the expired id is free"
+    );
+    assert_eq!(
+        list("acme", "u1").await.unwrap(),
+        Vec::<String>::new(),
+        "{kind}"
+    );
+    assert_eq!(
+        store.delete_user_sessions("acme", "u1", 0).await.unwrap(),
+        0,
+        "{kind}"
+    );
+    assert!(
+        store.get_session(&id).await.unwrap().is_some(),
+        "{kind}: not deleted"
+    );
+    assert_eq!(
+        list("globex", "u1").await.unwrap(),
+        vec![id.clone()],
+        "{kind}"
+    );
+
+    // Made again for the very same user: one entry, not two.
+    let again = format!("again-{}", new_id());
+    assert!(
+        store
+            .create_session(&again, &short("acme", "u2"), now_ms())
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        store
+            .create_session(&again, &config("acme", Some("u2")), now_ms())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        list("acme", "u2").await.unwrap(),
+        vec![again.clone()],
+        "{kind}"
+    );
+    assert_eq!(
+        store.delete_user_sessions("acme", "u2", 0).await.unwrap(),
+        1,
+        "{kind}"
+    );
+    assert!(store.get_session(&again).await.unwrap().is_none(), "{kind}");
+    assert_eq!(
+        list("acme", "u2").await.unwrap(),
+        Vec::<String>::new(),
+        "{kind}"
+    );
+}
+
 /// One `#[tokio::test]` per scenario, each running it on both stores.
 macro_rules! on_both_stores {
     ($($scenario:ident),* $(,)?) => {
@@ -746,4 +824,5 @@ on_both_stores!(
     idempotency_claims,
     lease_expires_by_itself,
     user_index,
+    user_index_follows_the_session_not_the_id,
 );

@@ -49,24 +49,6 @@ fn parse_turns(write: &ImportWrite) -> StoreResult<Vec<Turn>> {
 }
 
 impl State {
-    fn unindex(&mut self, id: &str, config: &crate::domain::session::SessionConfig) {
-        if let Some(user) = &config.user_id
-            && let Some(index) = self.users.get_mut(&(config.tenant.clone(), user.clone()))
-        {
-            index.retain(|(_, sid), _| sid != id);
-        }
-    }
-
-    fn index(&mut self, id: &str, config: &crate::domain::session::SessionConfig) {
-        if let Some(user) = &config.user_id {
-            let created = config.created_at.timestamp_micros();
-            self.users
-                .entry((config.tenant.clone(), user.clone()))
-                .or_default()
-                .insert((created, id.to_string()), ());
-        }
-    }
-
     fn import_one(&mut self, write: &ImportWrite, turns: Vec<Turn>) -> StoreResult<ImportOutcome> {
         let entry = self.live(&write.id);
         if write.mode == ImportMode::Create {

@@ -85,6 +85,50 @@ impl State {
         self.sessions.get_mut(id)
     }
 
+    /// Takes a session out of its user's index.
+    fn unindex(&mut self, id: &str, config: &SessionConfig) {
+        if let Some(user) = &config.user_id
+            && let Some(index) = self.users.get_mut(&(config.tenant.clone(), user.clone()))
+        {
+            index.retain(|(_, sid), _| sid != id);
+        }
+    }
+
+    /// Puts a session in its user's index, once: an id made again for the same user
+    /// (after it expired, by an import) replaces its old entry.
+    fn index(&mut self, id: &str, config: &SessionConfig) {
+        self.unindex(id, config);
+        if let Some(user) = &config.user_id {
+            let created = config.created_at.timestamp_micros();
+            self.users
+                .entry((config.tenant.clone(), user.clone()))
+                .or_default()
+                .insert((created, id.to_string()), ());
+        }
+    }
+
+    /// The user's live sessions, oldest first. An entry whose id expired, or now names a
+    /// session of someone else (made again under that id), is dropped, never returned:
+    /// one mutex section checks and prunes, as the Redis store does per session.
+    fn user_index(&mut self, tenant: &str, user_id: &str) -> Vec<String> {
+        let key = (tenant.to_string(), user_id.to_string());
+        let Some(entries) = self.users.remove(&key) else {
+            return Vec::new();
+        };
+        let kept: BTreeMap<(i64, String), ()> = entries
+            .into_iter()
+            .filter(|((_, id), ())| {
+                self.live(id)
+                    .is_some_and(|e| e.session.config.belongs_to(tenant, user_id))
+            })
+            .collect();
+        let ids = kept.keys().map(|(_, id)| id.clone()).collect();
+        if !kept.is_empty() {
+            self.users.insert(key, kept);
+        }
+        ids
+    }
+
     fn sweep(&mut self) {
         let now = Instant::now();
         let before = self.sessions.len();
@@ -136,14 +180,7 @@ impl Store for MemoryStore {
         if state.live(id).is_some() {
             return Ok(false);
         }
-        if let Some(user) = &config.user_id {
-            let created = config.created_at.timestamp_micros();
-            state
-                .users
-                .entry((config.tenant.clone(), user.clone()))
-                .or_default()
-                .insert((created, id.to_string()), ());
-        }
+        state.index(id, config);
         let session = StoredSession {
             id: id.to_string(),
             config: config.clone(),
@@ -200,11 +237,7 @@ impl Store for MemoryStore {
         };
         let config = entry.session.config.clone();
         state.sessions.remove(id);
-        if let Some(user) = config.user_id
-            && let Some(index) = state.users.get_mut(&(config.tenant, user))
-        {
-            index.retain(|(_, sid), _| sid != id);
-        }
+        state.unindex(id, &config);
         Ok(true)
     }
 
@@ -381,36 +414,18 @@ impl Store for MemoryStore {
         user_id: &str,
         _now_ms: i64,
     ) -> StoreResult<Vec<String>> {
-        let mut state = self.lock()?;
-        let key = (tenant.to_string(), user_id.to_string());
-        let candidates: Vec<String> = state
-            .users
-            .get(&key)
-            .map(|index| index.keys().map(|(_, id)| id.clone()).collect())
-            .unwrap_or_default();
-        let live: Vec<String> = candidates
-            .into_iter()
-            .filter(|id| state.live(id).is_some())
-            .collect();
-        match state.users.get_mut(&key) {
-            Some(index) if live.is_empty() => {
-                index.clear();
-                state.users.remove(&key);
-            }
-            Some(index) => index.retain(|(_, id), _| live.contains(id)),
-            None => {}
-        }
-        Ok(live)
+        Ok(self.lock()?.user_index(tenant, user_id))
     }
 
+    /// One mutex section: the sessions deleted are exactly the user's at that moment.
     async fn delete_user_sessions(
         &self,
         tenant: &str,
         user_id: &str,
-        now_ms: i64,
+        _now_ms: i64,
     ) -> StoreResult<u64> {
-        let ids = self.user_sessions(tenant, user_id, now_ms).await?;
         let mut state = self.lock()?;
+        let ids = state.user_index(tenant, user_id);
         for id in &ids {
             state.sessions.remove(id);
         }

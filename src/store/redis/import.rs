@@ -13,7 +13,10 @@
 use async_trait::async_trait;
 use redis::Value;
 
-use super::{RedisStore, scripts};
+use super::{
+    RedisStore, scripts, text,
+    users::{IndexEntry, incarnation},
+};
 use crate::{
     domain::{session::SessionConfig, transfer::ImportMode},
     store::{
@@ -26,11 +29,14 @@ use crate::{
 lua!(WRITE, "lua/import_write.lua");
 lua!(KEY, "lua/import_key.lua");
 
-/// What the write script answered for one session.
+/// What the write script answered for one session: its user index and incarnation
+/// before and after.
 struct Written {
     old_uidx: String,
+    old_incarnation: String,
     ttl_ms: String,
     uidx: String,
+    incarnation: String,
 }
 
 impl RedisStore {
@@ -50,27 +56,32 @@ impl RedisStore {
         writes: &[ImportWrite],
         written: &[Option<Written>],
     ) -> Vec<bool> {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        pipe.cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(scripts::USER_INDEX.source)
-            .ignore();
+        let mut pipe = Self::script_pipeline(&scripts::USER_INDEX);
         let mut slots = Vec::new();
         for (i, (write, done)) in writes.iter().zip(written).enumerate() {
             let Some(done) = done else { continue };
-            if !done.old_uidx.is_empty() && done.old_uidx != done.uidx {
-                pipe.cmd("ZREM").arg(&done.old_uidx).arg(&write.id);
+            let entry = |index, incarnation| IndexEntry {
+                index,
+                id: &write.id,
+                incarnation,
+            };
+            let old = entry(&done.old_uidx, &done.old_incarnation).name();
+            let new = entry(&done.uidx, &done.incarnation).name();
+            // A replaced session is a new incarnation: its old entry goes (unless it is
+            // the very entry written now: an append keeps index and incarnation).
+            if !done.old_uidx.is_empty() && (done.old_uidx != done.uidx || old != new) {
+                pipe.cmd("ZREM").arg(&done.old_uidx).arg(old);
                 slots.push(i);
             }
             if !done.uidx.is_empty() {
-                pipe.cmd("EVALSHA")
-                    .arg(&scripts::USER_INDEX.hash)
-                    .arg(1)
-                    .arg(&done.uidx)
-                    .arg(&write.id)
-                    .arg(write.config.created_at.timestamp_micros())
-                    .arg(&done.ttl_ms);
+                Self::evalsha(
+                    &mut pipe,
+                    &scripts::USER_INDEX,
+                    std::slice::from_ref(&done.uidx),
+                )
+                .arg(new)
+                .arg(write.config.created_at.timestamp_micros())
+                .arg(&done.ttl_ms);
                 slots.push(i);
             }
         }
@@ -92,12 +103,12 @@ impl RedisStore {
     }
 }
 
-fn write_args(write: &ImportWrite, uidx: &str) -> Vec<String> {
+fn write_args(write: &ImportWrite, uidx: &str, incarnation: &str) -> Vec<String> {
     let (expected_cfg, expected_len) = match &write.expected {
         Some(head) => (head.config_json.clone(), head.message_count.to_string()),
         None => (String::new(), String::new()),
     };
-    let mut args = Vec::with_capacity(7 + write.turns.len());
+    let mut args = Vec::with_capacity(8);
     args.extend([
         write.mode.as_str().to_string(),
         write.config_json.clone(),
@@ -106,17 +117,9 @@ fn write_args(write: &ImportWrite, uidx: &str) -> Vec<String> {
         uidx.to_string(),
         expected_cfg,
         expected_len,
+        incarnation.to_string(),
     ]);
     args
-}
-
-fn text(value: Option<&Value>) -> String {
-    match value {
-        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-        Some(Value::SimpleString(s)) => s.clone(),
-        Some(Value::Int(i)) => i.to_string(),
-        _ => String::new(),
-    }
 }
 
 fn outcome(reply: &Value) -> (ImportOutcome, Option<Written>) {
@@ -131,8 +134,10 @@ fn outcome(reply: &Value) -> (ImportOutcome, Option<Written>) {
         Some(Value::Int(1)) => {
             let written = Written {
                 old_uidx: text(items.get(1)),
-                ttl_ms: text(items.get(2)),
-                uidx: text(items.get(3)),
+                old_incarnation: text(items.get(2)),
+                ttl_ms: text(items.get(3)),
+                uidx: text(items.get(4)),
+                incarnation: text(items.get(5)),
             };
             (ImportOutcome::Written, Some(written))
         }
@@ -192,22 +197,17 @@ impl ImportStore for RedisStore {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        // Loaded in the same pipeline, ahead of its use: a Redis restarted since the last
-        // batch has forgotten it, and a NOSCRIPT inside a pipeline cannot be retried alone.
-        pipe.cmd("SCRIPT").arg("LOAD").arg(WRITE.source).ignore();
+        let mut pipe = Self::script_pipeline(&WRITE);
         for write in writes {
             let uidx = match (&write.mode, &write.config.user_id) {
                 (ImportMode::Append, _) | (_, None) => String::new(),
                 (_, Some(user)) => self.user_key(&write.config.tenant, user),
             };
-            let keys = self.session_keys(&write.id);
-            pipe.cmd("EVALSHA")
-                .arg(&WRITE.hash)
-                .arg(keys.len())
-                .arg(&keys[..]);
-            pipe.arg(write_args(write, &uidx)).arg(&write.turns);
+            // Appending keeps the session's incarnation; the script ignores this one then.
+            let args = write_args(write, &uidx, &incarnation());
+            Self::evalsha(&mut pipe, &WRITE, &self.session_keys(&write.id))
+                .arg(args)
+                .arg(&write.turns);
         }
         let replies: Vec<Value> = self.pipeline(&pipe).await?;
         if replies.len() != writes.len() {

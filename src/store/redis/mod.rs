@@ -16,7 +16,7 @@
 use std::{sync::Arc, time::Duration};
 
 use deadpool::managed::{Object, PoolConfig, QueueMode, Timeouts};
-use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind, Value};
 use tracing::Instrument;
 
 use super::{StoreError, StoreResult, user_digest};
@@ -83,6 +83,7 @@ mod keys;
 mod metering;
 mod pool;
 mod sessions;
+mod users;
 
 pub use expiry::count_expired_sessions;
 use pool::{Connection, Pool};
@@ -158,6 +159,21 @@ impl RedisStore {
 
     fn user_key(&self, tenant: &str, user_id: &str) -> String {
         format!("{}:user:{}", self.prefix, user_digest(tenant, user_id))
+    }
+
+    /// A pipeline that runs `lua` once per [`RedisStore::evalsha`] added to it, all in one
+    /// round trip. The script is loaded first in the same pipeline: a Redis restarted since
+    /// the last call has forgotten it, and a NOSCRIPT inside a pipeline cannot be retried
+    /// alone. Each call answers for itself (`Value::ServerError` where it failed).
+    fn script_pipeline(lua: &Lua) -> Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("SCRIPT").arg("LOAD").arg(lua.source).ignore();
+        pipe
+    }
+
+    fn evalsha<'p>(pipe: &'p mut Pipeline, lua: &Lua, keys: &[String]) -> &'p mut Pipeline {
+        pipe.cmd("EVALSHA").arg(&lua.hash).arg(keys.len()).arg(keys)
     }
 
     /// Runs one request with a deadline; a connection that missed it is discarded.
@@ -240,58 +256,6 @@ impl RedisStore {
             pipe.cmd("SCRIPT").arg("LOAD").arg(lua.source).ignore();
         }
         self.pipeline::<()>(&pipe).await
-    }
-
-    /// Keeps the user index in step after a write that refreshed a session's TTL.
-    async fn refresh_user_index(
-        &self,
-        id: &str,
-        uidx: &str,
-        created_us: i64,
-        ttl_ms: u64,
-    ) -> StoreResult<()> {
-        if uidx.is_empty() {
-            return Ok(());
-        }
-        let (created, ttl) = (created_us.to_string(), ttl_ms.to_string());
-        self.script::<i64>(&scripts::USER_INDEX, &[uidx], &[id, &created, &ttl])
-            .await
-            .map(drop)
-    }
-
-    /// Lengthens the user index after a send, off the request's path: the session is in
-    /// the index since its creation, only the index's expiry has to keep up with it. It
-    /// is lengthened by a quarter more than needed and the session records so
-    /// (`uidx_until`): the sends of the next quarter TTL skip this call (a third Redis
-    /// call per send otherwise). The mark is written only once the index was lengthened,
-    /// so if either call fails the next send tries again; it is logged.
-    fn extend_user_index_soon(&self, id: &str, uidx: String, ttl_ms: u64, now_ms: i64) {
-        if uidx.is_empty() {
-            return;
-        }
-        let (store, meta) = (self.clone(), self.key(id, "meta"));
-        let lifetime = ttl_ms.saturating_add(ttl_ms / 4);
-        let covered_until = now_ms.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
-        tokio::spawn(async move {
-            let lifetime = lifetime.to_string();
-            let extend = ["", "", lifetime.as_str(), "extend"];
-            let covered = async {
-                if store
-                    .script::<i64>(&scripts::USER_INDEX, &[uidx.as_str()], &extend)
-                    .await?
-                    == 1
-                {
-                    let until = covered_until.to_string();
-                    store
-                        .script::<i64>(&scripts::INDEX_COVERS, &[meta.as_str()], &[until.as_str()])
-                        .await?;
-                }
-                Ok::<_, StoreError>(())
-            };
-            if let Err(err) = covered.await {
-                tracing::warn!(%err, "could not lengthen a user index");
-            }
-        });
     }
 
     fn parse_session(
@@ -411,6 +375,16 @@ impl RedisStore {
     ) -> StoreResult<u64> {
         self.query(redis::cmd("EVAL").arg(source).arg(1).arg(key).arg(args))
             .await
+    }
+}
+
+/// A text reply (or a number) as a string; anything else, nil included, as "".
+pub(super) fn text(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(Value::SimpleString(s)) => s.clone(),
+        Some(Value::Int(i)) => i.to_string(),
+        _ => String::new(),
     }
 }
 

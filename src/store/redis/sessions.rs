@@ -4,7 +4,10 @@
 use async_trait::async_trait;
 use redis::Value;
 
-use super::{RedisStore, scripts, to_json};
+use super::{
+    RedisStore, scripts, text, to_json,
+    users::{IndexEntry, incarnation},
+};
 use crate::{
     domain::{
         message::Turn,
@@ -16,21 +19,38 @@ use crate::{
     },
 };
 
-/// Scripts that refresh a TTL answer `{ttl_ms, user_index_key}`, or a status integer.
-fn refreshed(value: &Value) -> Option<(u64, String)> {
+/// What a script that refreshed a session's TTL answers: `{ttl_ms, user_index_key,
+/// incarnation}` (the last two empty without a user), or a status integer.
+struct Refreshed {
+    ttl_ms: u64,
+    index: String,
+    incarnation: String,
+}
+
+impl Refreshed {
+    fn entry<'a>(&'a self, id: &'a str) -> IndexEntry<'a> {
+        IndexEntry {
+            index: &self.index,
+            id,
+            incarnation: &self.incarnation,
+        }
+    }
+}
+
+fn refreshed(value: &Value) -> Option<Refreshed> {
     let Value::Array(items) = value else {
         return None;
     };
-    let ttl = match items.first()? {
+    let ttl_ms = match items.first()? {
         Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok()?,
         Value::Int(i) => u64::try_from(*i).ok()?,
         _ => return None,
     };
-    let uidx = match items.get(1) {
-        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
-    };
-    Some((ttl, uidx))
+    Some(Refreshed {
+        ttl_ms,
+        index: text(items.get(1)),
+        incarnation: text(items.get(2)),
+    })
 }
 
 fn status(value: &Value) -> Option<i64> {
@@ -73,11 +93,13 @@ impl Store for RedisStore {
             Some(user) => self.user_key(&config.tenant, user),
             None => String::new(),
         };
+        let fresh = incarnation();
         let args = [
             to_json(config)?,
             ttl_ms.to_string(),
             now_ms.to_string(),
             uidx.clone(),
+            fresh.clone(),
         ];
         let meta = self.key(id, "meta");
         let created: i64 = self
@@ -93,8 +115,13 @@ impl Store for RedisStore {
         }
         // A session missing from its user's index would survive logout: if the index
         // cannot be written, the session is taken back and the caller sees the failure.
+        let entry = IndexEntry {
+            index: &uidx,
+            id,
+            incarnation: &fresh,
+        };
         let indexed = self
-            .refresh_user_index(id, &uidx, config.created_at.timestamp_micros(), ttl_ms)
+            .refresh_user_index(&entry, config.created_at.timestamp_micros(), ttl_ms)
             .await;
         if let Err(err) = indexed {
             let _ = self.delete_session(id).await;
@@ -133,8 +160,9 @@ impl Store for RedisStore {
             )
             .await?;
         match (refreshed(&answer), status(&answer)) {
-            (Some((ttl, uidx)), _) => {
-                self.refresh_user_index(id, &uidx, config.created_at.timestamp_micros(), ttl)
+            (Some(done), _) => {
+                let created_us = config.created_at.timestamp_micros();
+                self.refresh_user_index(&done.entry(id), created_us, done.ttl_ms)
                     .await?;
                 Ok(WriteOutcome::Written)
             }
@@ -152,11 +180,11 @@ impl Store for RedisStore {
                 &[&now_ms.to_string()],
             )
             .await?;
-        let Some((ttl, uidx)) = refreshed(&answer) else {
+        let Some(done) = refreshed(&answer) else {
             return Ok(false);
         };
         // The index only needs a TTL at least as long as the session's: creation time is kept.
-        self.refresh_user_index(id, &uidx, now_ms * 1000, ttl)
+        self.refresh_user_index(&done.entry(id), now_ms * 1000, done.ttl_ms)
             .await?;
         Ok(true)
     }
@@ -166,15 +194,21 @@ impl Store for RedisStore {
         let answer: Value = self
             .script(&scripts::DELETE, &keys.each_ref().map(String::as_str), &[])
             .await?;
-        match answer {
-            Value::BulkString(uidx) => {
-                if !uidx.is_empty() {
-                    let () = self.query(redis::cmd("ZREM").arg(uidx).arg(id)).await?;
-                }
-                Ok(true)
-            }
-            _ => Ok(false),
+        let Value::Array(owner) = &answer else {
+            return Ok(false);
+        };
+        let (index, held) = (text(owner.first()), text(owner.get(1)));
+        if !index.is_empty() {
+            let entry = IndexEntry {
+                index: &index,
+                id,
+                incarnation: &held,
+            };
+            let () = self
+                .query(redis::cmd("ZREM").arg(&index).arg(entry.name()))
+                .await?;
         }
+        Ok(true)
     }
 
     async fn turns(&self, id: &str, start: u64, limit: usize) -> StoreResult<Vec<Turn>> {
@@ -247,11 +281,8 @@ impl Store for RedisStore {
         let mut answer: Vec<Value> = self
             .script(&scripts::ADMIT, &[&meta, &lease, &idem, &turns], &args)
             .await?;
-        let text = |i: usize| match answer.get(i) {
-            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        };
-        Ok(match text(0).as_str() {
+        let word = |i: usize| text(answer.get(i));
+        Ok(match word(0).as_str() {
             "admitted" => {
                 let mut parts = answer.drain(1..);
                 let (Some(fields), Some(tail)) = (parts.next(), parts.next()) else {
@@ -264,7 +295,7 @@ impl Store for RedisStore {
                 Admission::Admitted(Box::new(Admitted { session, tail }))
             }
             "missing" => Admission::Missing,
-            "replay" => Admission::Replay(text(1)),
+            "replay" => Admission::Replay(word(1)),
             "in_use" => Admission::KeyInUse,
             "reused" => Admission::KeyReused,
             _ => Admission::Busy {
@@ -322,8 +353,8 @@ impl Store for RedisStore {
             )
             .await?;
         match (refreshed(&answer), status(&answer)) {
-            (Some((ttl, uidx)), _) => {
-                self.extend_user_index_soon(id, uidx, ttl, commit.now_ms);
+            (Some(done), _) => {
+                self.extend_user_index_soon(id, done.index, done.ttl_ms, commit.now_ms);
                 Ok(CommitOutcome::Committed)
             }
             (None, Some(0)) => Ok(CommitOutcome::Missing),
@@ -337,41 +368,15 @@ impl Store for RedisStore {
         user_id: &str,
         _now_ms: i64,
     ) -> StoreResult<Vec<String>> {
-        let index = self.user_key(tenant, user_id);
-        let ids: Vec<String> = self
-            .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1))
-            .await?;
-        if ids.is_empty() {
-            return Ok(ids);
-        }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("EXISTS").arg(self.key(id, "meta"));
-        }
-        let alive: Vec<bool> = self.pipeline(&pipe).await?;
-        let (live, dead): (Vec<_>, Vec<_>) =
-            ids.into_iter().zip(alive).partition(|(_, alive)| *alive);
-        if !dead.is_empty() {
-            let dead: Vec<String> = dead.into_iter().map(|(id, _)| id).collect();
-            let () = self.query(redis::cmd("ZREM").arg(&index).arg(dead)).await?;
-        }
-        Ok(live.into_iter().map(|(id, _)| id).collect())
+        self.list_user(tenant, user_id).await
     }
 
     async fn delete_user_sessions(
         &self,
         tenant: &str,
         user_id: &str,
-        now_ms: i64,
+        _now_ms: i64,
     ) -> StoreResult<u64> {
-        let ids = self.user_sessions(tenant, user_id, now_ms).await?;
-        let mut deleted = 0;
-        for id in &ids {
-            deleted += u64::from(self.delete_session(id).await?);
-        }
-        let () = self
-            .query(redis::cmd("DEL").arg(self.user_key(tenant, user_id)))
-            .await?;
-        Ok(deleted)
+        self.logout_user(tenant, user_id).await
     }
 }

@@ -1,10 +1,11 @@
 -- Writes one imported session, all or nothing.
 -- KEYS: meta, turns, lease, idem, ctok
 -- ARGV: mode (create | append | replace), cfg_json, ttl_ms, now_ms, user_index_key,
---       expected_cfg, expected_len, turn_json...
--- Returns {1, old_user_index_key, ttl_ms, user_index_key} written, or {status}:
+--       expected_cfg, expected_len, incarnation (create, replace: a new one), turn_json...
+-- Returns {1, old_user_index_key, old_incarnation, ttl_ms, user_index_key, incarnation}
+-- written, or {status}:
 --   0 the id is taken (create), -1 missing, -2 a send holds the lease, -3 changed since read.
-local mode, first = ARGV[1], 8
+local mode, first = ARGV[1], 9
 local count = #ARGV - first + 1
 if mode == 'create' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
@@ -18,6 +19,7 @@ else
   if mode == 'append' and redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[7]) then return {-3} end
 end
 local old_uidx = redis.call('HGET', KEYS[1], 'uidx') or ''
+local old_gen = redis.call('HGET', KEYS[1], 'gen') or ''
 if mode == 'append' then
   redis.call('HINCRBY', KEYS[1], 'n', count)
   redis.call('HSET', KEYS[1], 'last', ARGV[4])
@@ -32,7 +34,7 @@ else
     redis.call('HDEL', KEYS[1], 'uidx_until')
   end
   redis.call('HSET', KEYS[1], 'cfg', ARGV[2], 'rev', rev, 'ttl', ARGV[3], 'last', ARGV[4],
-    'n', count, 'pt', 0, 'ct', 0, 'cost', 0, 'uidx', ARGV[5])
+    'n', count, 'pt', 0, 'ct', 0, 'cost', 0, 'uidx', ARGV[5], 'gen', ARGV[8])
 end
 -- unpack() is bounded by Lua's stack: push in slices.
 for i = first, #ARGV, 1000 do
@@ -43,4 +45,5 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PEXPIRE', KEYS[4], ttl)
 redis.call('PEXPIRE', KEYS[5], ttl)
-return {1, old_uidx, ttl, redis.call('HGET', KEYS[1], 'uidx')}
+return {1, old_uidx, old_gen, ttl, redis.call('HGET', KEYS[1], 'uidx'),
+  redis.call('HGET', KEYS[1], 'gen') or ''}
