@@ -11,7 +11,10 @@ use actix_web::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::{domain::error::DomainError, store::StoreError};
+use crate::{
+    domain::error::DomainError,
+    store::{Refusal, StoreError},
+};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FailedAttempt {
@@ -60,6 +63,9 @@ pub enum ApiError {
     UpstreamTimeout,
     #[error("the session store is unavailable")]
     StoreUnavailable,
+    /// Also `store_unavailable` for clients; the message says why, for their operators.
+    #[error("the session store refuses writes: {0}")]
+    StoreRefusing(Refusal),
     #[error("no such route")]
     RouteNotFound,
     #[error("this key is over its rate limit")]
@@ -93,7 +99,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UpstreamError { .. } => "upstream_error",
             ApiError::UpstreamTimeout => "upstream_timeout",
-            ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::StoreUnavailable | ApiError::StoreRefusing(_) => "store_unavailable",
             ApiError::RouteNotFound => "not_found",
             ApiError::RateLimited { .. } => "rate_limit_exceeded",
             ApiError::BudgetExceeded { .. } => "budget_exceeded",
@@ -113,7 +119,7 @@ impl ApiError {
             ApiError::SessionBusy { retry_after } => json!({ "retry_after": retry_after }),
             ApiError::PayloadTooLarge { limit_bytes } => json!({ "limit_bytes": limit_bytes }),
             ApiError::UpstreamError { attempts } => json!({ "attempts": attempts }),
-            ApiError::StoreUnavailable => json!({ "retry_after": 1 }),
+            ApiError::StoreUnavailable | ApiError::StoreRefusing(_) => json!({ "retry_after": 1 }),
             ApiError::RateLimited { retry_after } => json!({ "retry_after": retry_after }),
             ApiError::BudgetExceeded {
                 limit_usd,
@@ -126,7 +132,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::SessionBusy { retry_after } => Some(*retry_after),
-            ApiError::StoreUnavailable => Some(1),
+            ApiError::StoreUnavailable | ApiError::StoreRefusing(_) => Some(1),
             ApiError::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
@@ -171,7 +177,9 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UpstreamError { .. } => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable | ApiError::StoreRefusing(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -209,10 +217,11 @@ impl From<crate::domain::context::ContextExceeded> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(cause) => {
+            StoreError::Unavailable(cause) | StoreError::NotSent(cause) => {
                 tracing::warn!(%cause, "store unavailable");
                 ApiError::StoreUnavailable
             }
+            StoreError::Refused(refusal) => ApiError::StoreRefusing(refusal),
             StoreError::Corrupt(cause) => ApiError::Internal(format!("store data: {cause}")),
         }
     }

@@ -19,7 +19,7 @@ use crate::{
     routes,
     shutdown::{self, ShutdownTrigger},
     state::AppState,
-    store::{Store, StoreError, memory::MemoryStore, migrate, redis::RedisStore},
+    store::{Store, StoreError, memory::MemoryStore, redis::RedisStore},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +41,6 @@ pub struct Application {
     state: web::Data<AppState>,
     shutdown: ShutdownTrigger,
 }
-
-/// How long startup waits for Redis before giving up (compose starts both at once).
-const STORE_STARTUP_WAIT: Duration = Duration::from_secs(10);
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
@@ -165,6 +162,9 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
     Ok(server)
 }
 
+/// The store. A Redis that does not answer yet does not delay the listener: the store
+/// refuses every call (503 `store_unavailable`, `/readyz` 503) until a background task
+/// has prepared it (scripts, migrations), so probes see a live service that is not ready.
 async fn build_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupError> {
     let Some(url) = &settings.store.redis_url else {
         tracing::warn!(
@@ -173,29 +173,43 @@ async fn build_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupError
         return Ok(Arc::new(MemoryStore::new()));
     };
     let store = RedisStore::connect(&settings.store, url).await?;
-    let deadline = tokio::time::Instant::now() + STORE_STARTUP_WAIT;
-    loop {
-        match prepare_redis(&store).await {
-            Ok(version) => {
-                tracing::info!(schema_version = version, "redis store ready");
-                crate::store::redis::count_expired_sessions(
-                    url.clone(),
-                    store.prefix().to_string(),
-                );
-                return Ok(Arc::new(store));
-            }
-            Err(StoreError::Unavailable(cause)) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(%cause, "waiting for redis");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(err) => return Err(err.into()),
+    match store.prepare().await {
+        Ok(version) => redis_ready(&store, url, version),
+        // A Redis that refuses Lua, or holds a key layout newer than this build, does not
+        // change by waiting: refuse to start.
+        Err(err @ StoreError::Corrupt(_)) => return Err(err.into()),
+        Err(err) => {
+            tracing::warn!(%err, "redis is not ready: serving 503 until it is, trying again meanwhile");
+            tokio::spawn(prepare_until_ready(store.clone(), url.clone()));
         }
+    }
+    Ok(Arc::new(store))
+}
+
+/// First retry after this long, doubling up to [`PREPARE_RETRY_MAX`].
+const PREPARE_RETRY_FIRST: Duration = Duration::from_millis(250);
+const PREPARE_RETRY_MAX: Duration = Duration::from_secs(2);
+/// Failures logged while waiting: the first, then one in this many.
+const PREPARE_LOG_EVERY: u32 = 30;
+
+async fn prepare_until_ready(store: RedisStore, url: String) {
+    let mut wait = PREPARE_RETRY_FIRST;
+    for attempt in 1u32.. {
+        tokio::time::sleep(wait).await;
+        match store.prepare().await {
+            Ok(version) => return redis_ready(&store, &url, version),
+            Err(err) if attempt % PREPARE_LOG_EVERY == 0 => {
+                tracing::warn!(%err, attempt, "redis is still not ready");
+            }
+            Err(_) => {}
+        }
+        wait = (wait * 2).min(PREPARE_RETRY_MAX);
     }
 }
 
-async fn prepare_redis(store: &RedisStore) -> Result<u32, StoreError> {
-    store.load_scripts().await?;
-    migrate::migrate(store).await
+fn redis_ready(store: &RedisStore, url: &str, version: u32) {
+    tracing::info!(schema_version = version, "redis store ready");
+    crate::store::redis::count_expired_sessions(url.to_string(), store.prefix().to_string());
 }
 
 /// The client for every upstream, one per worker thread: pooled connections, bounded

@@ -36,6 +36,8 @@ pub async fn append_turns(
         claim: None,
         now_ms: now_ms(),
         tail: FIRST_CHUNK,
+        // No model is asked: the commit follows at once, within the session's TTL.
+        hold_ms: 0,
     };
     let Admitted { session, tail } = match state.store.admit(id, &request).await? {
         Admission::Admitted(admitted) => *admitted,

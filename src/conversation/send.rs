@@ -26,6 +26,10 @@ use crate::{
     store::{Admission, AdmitRequest, Admitted, IdempotencyClaim},
 };
 
+/// Besides the request's deadline (the upstream call), how long a send may take before
+/// and after it (building the prompt, the commit): admission keeps the session that long.
+const AROUND_THE_CALL_MS: u64 = 10_000;
+
 /// A send that holds the session's lease and has its prompt ready.
 pub struct Prepared {
     pub session: StoredSession,
@@ -79,6 +83,8 @@ pub async fn prepare(
         claim: input.idempotency.as_ref(),
         now_ms: now_ms(),
         tail: FIRST_CHUNK,
+        hold_ms: (state.settings.server.request_timeout_seconds * 1000)
+            .saturating_add(AROUND_THE_CALL_MS),
     };
     let Admitted { session, tail } = match state.store.admit(id, &request).await? {
         Admission::Admitted(admitted) => *admitted,

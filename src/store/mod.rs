@@ -21,13 +21,39 @@ use crate::domain::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Unreachable, too slow, or refusing: the caller gets 503 and may retry.
+    /// Too slow, or the connection failed mid-call: the caller gets 503 and may retry.
+    /// The command may or may not have run.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// Never sent: no connection, or the store is not prepared yet. Nothing was written.
+    #[error("store unreachable: {0}")]
+    NotSent(String),
+    /// The store answered that it takes no writes now. Nothing was written.
+    #[error("store refuses writes: {0}")]
+    Refused(Refusal),
     /// Data we wrote but cannot read back, or a command the store refused: a bug or a
     /// foreign writer. Answered as a 500, not as an outage.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+}
+
+/// Why a store that answers refuses writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// `redis_url` names a replica (or a primary that was demoted).
+    #[error("it is a read-only replica")]
+    ReadOnly,
+    /// Redis is at `maxmemory` with a policy that evicts nothing.
+    #[error("it is out of memory")]
+    OutOfMemory,
+}
+
+impl StoreError {
+    /// Whether the write certainly did not happen, so that doing it again cannot count it
+    /// twice.
+    pub fn nothing_written(&self) -> bool {
+        matches!(self, StoreError::NotSent(_) | StoreError::Refused(_))
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -62,6 +88,9 @@ pub struct AdmitRequest<'a> {
     pub now_ms: i64,
     /// How many of the newest turns to bring along, see [`tail_len`].
     pub tail: usize,
+    /// An admitted session, every key of it, lives at least this long from now (ms):
+    /// the send may outlast its remaining TTL, and its commit must still find it.
+    pub hold_ms: u64,
 }
 
 /// The newest turns a send reads first: the session's whole `context_window` when it has
@@ -120,6 +149,8 @@ pub enum CommitOutcome {
 pub trait Store: keys::KeyStore + metering::MeterStore + import::ImportStore + Send + Sync {
     /// `"redis"` or `"memory"`, as `/v1/status` reports it.
     fn kind(&self) -> &'static str;
+    /// Answers when the store can serve, writes included: a Redis replica (read-only)
+    /// answers `Refused`, one not prepared yet `NotSent`.
     async fn ping(&self) -> StoreResult<()>;
 
     /// Creates the session; `Ok(false)` when the id is taken.

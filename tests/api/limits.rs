@@ -83,12 +83,16 @@ impl Fake {
 }
 
 /// `fake-gpt` at $2 / $4 per million prompt / completion tokens, served by the fake.
-pub(crate) fn with_fake(mut settings: Settings, fake: &Fake) -> Settings {
+pub(crate) fn with_fake(settings: Settings, fake: &Fake) -> Settings {
+    with_upstream(settings, &format!("{}/v1", fake.url))
+}
+
+/// `fake-gpt` as [`with_fake`] has it, served by any OpenAI-compatible API at `base_url`.
+pub(crate) fn with_upstream(mut settings: Settings, base_url: &str) -> Settings {
     let toml = format!(
-        "[[providers]]\nname = \"fake\"\nkind = \"openai\"\nbase_url = \"{}/v1\"\n\
+        "[[providers]]\nname = \"fake\"\nkind = \"openai\"\nbase_url = \"{base_url}\"\n\
          [[models]]\nname = \"fake-gpt\"\nprovider = \"fake\"\ncontext_tokens = 8192\n\
-         input_usd_per_mtok = 2.0\noutput_usd_per_mtok = 4.0\n",
-        fake.url
+         input_usd_per_mtok = 2.0\noutput_usd_per_mtok = 4.0\n"
     );
     let extra = Settings::from_toml(&toml, &HashMap::new()).unwrap();
     settings.providers = extra.providers;

@@ -9,14 +9,14 @@ use session_relay::{
     },
 };
 
-use crate::{redis_server::RedisServer, store_suite::redis_store_on};
+use crate::{redis_server::RedisServer, store_suite::unprepared_redis_store};
 
 #[tokio::test]
 async fn instances_starting_at_once_migrate_once_and_a_newer_layout_is_refused() {
     let prefix = format!("mig{}", &new_id()[..12]);
     let mut instances = Vec::new();
     for _ in 0..6 {
-        instances.push(redis_store_on(&prefix).await);
+        instances.push(unprepared_redis_store(&prefix).await);
     }
     let results = futures_util::future::join_all(instances.iter().map(migrate)).await;
     for result in results {
@@ -93,7 +93,7 @@ async fn turns_of_the_first_layout_are_rewritten_compactly_and_read_the_same() {
     let before = history(&app).await;
     assert_eq!(before["data"].as_array().unwrap().len(), 4, "{before}");
 
-    let store = redis_store_on(&app.prefix).await;
+    let store = unprepared_redis_store(&app.prefix).await;
     assert_eq!(migrate(&store).await.unwrap(), SCHEMA_VERSION);
     let stored: Vec<String> = conn.lrange(&list, 0, -1).await.unwrap();
     assert_eq!(

@@ -156,22 +156,7 @@ async fn slow_redis_answers_503_in_time_and_timed_out_connections_are_not_reused
     assert!(warm.iter().all(|r| r.status == StatusCode::OK));
 
     // Redis stalls for 2 s (DEBUG SLEEP blocks the whole server), from its own connection.
-    let client = server.client();
-    let sleeper = tokio::spawn(async move {
-        let config =
-            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .expect("debug connection");
-        redis::cmd("DEBUG")
-            .arg("SLEEP")
-            .arg(2)
-            .query_async::<()>(&mut conn)
-            .await
-    });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(!sleeper.is_finished(), "DEBUG SLEEP is running");
+    let sleeper = server.stall(2.0).await;
 
     // Requests in flight during the stall (on several connections at once).
     let stalled = join_all([

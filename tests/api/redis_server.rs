@@ -58,6 +58,28 @@ impl RedisServer {
         redis::Client::open(self.url()).expect("redis url")
     }
 
+    /// Blocks the whole server for `seconds` with `DEBUG SLEEP` (it must have been started
+    /// with `--enable-debug-command local`), from a connection of its own. Returns once the
+    /// sleep is under way; the task ends when it does.
+    pub async fn stall(&self, seconds: f64) -> tokio::task::JoinHandle<redis::RedisResult<()>> {
+        let client = self.client();
+        let sleeper = tokio::spawn(async move {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Duration::from_secs(30)));
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(seconds)
+                .query_async::<()>(&mut conn)
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!sleeper.is_finished(), "DEBUG SLEEP is running");
+        sleeper
+    }
+
     /// Stops the server and waits until the port refuses connections.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

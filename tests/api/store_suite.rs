@@ -25,16 +25,23 @@ async fn redis_store() -> RedisStore {
     redis_store_on(&format!("ss{}", &new_id()[..12])).await
 }
 
-/// A Redis store on the shared test server, under `prefix`, its scripts loaded.
-pub async fn redis_store_on(prefix: &str) -> RedisStore {
+/// A Redis store on the shared test server, under `prefix`, not prepared yet: it serves
+/// nothing before [`RedisStore::prepare`].
+pub async fn unprepared_redis_store(prefix: &str) -> RedisStore {
     let settings = StoreSettings {
         key_prefix: prefix.to_string(),
         ..Default::default()
     };
-    let store = RedisStore::connect(&settings, &RedisServer::shared().url())
+    RedisStore::connect(&settings, &RedisServer::shared().url())
         .await
-        .expect("redis store");
-    store.load_scripts().await.expect("scripts load");
+        .expect("redis store")
+}
+
+/// A Redis store on the shared test server, under `prefix`, prepared (scripts loaded,
+/// key layout migrated).
+async fn redis_store_on(prefix: &str) -> RedisStore {
+    let store = unprepared_redis_store(prefix).await;
+    store.prepare().await.expect("store prepared");
     store
 }
 
@@ -108,6 +115,7 @@ async fn admit_as(
         claim,
         now_ms: now_ms(),
         tail: 4,
+        hold_ms: 0,
     };
     store.admit(id, &request).await.unwrap()
 }
@@ -592,6 +600,7 @@ async fn lease_expires_by_itself(store: &dyn Store) {
         claim: None,
         now_ms: now_ms(),
         tail: 4,
+        hold_ms: 0,
     };
     let admitted = store.admit(&id, &short).await.unwrap();
     assert_eq!(admitted_len(&admitted), Some(0), "{kind}");
@@ -796,6 +805,47 @@ async fn user_index_follows_the_session_not_the_id(store: &dyn Store) {
     );
 }
 
+/// A send may take longer than its session's remaining TTL: admission keeps the session
+/// (every key of it) for `hold_ms`, and the commit brings back the session's own TTL.
+async fn admission_holds_the_session_for_the_send(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_id();
+    let short = SessionConfig {
+        ttl_seconds: 1,
+        ..config("acme", None)
+    };
+    assert!(store.create_session(&id, &short, now_ms()).await.unwrap());
+    let request = AdmitRequest {
+        tenant: "acme",
+        lease_token: "slow",
+        lease_ms: LEASE_MS,
+        claim: None,
+        now_ms: now_ms(),
+        tail: 4,
+        hold_ms: 3000,
+    };
+    assert_eq!(
+        admitted_len(&store.admit(&id, &request).await.unwrap()),
+        Some(0)
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let turns = vec![turn(0, Role::User, "q"), turn(1, Role::Assistant, "a")];
+    assert_eq!(
+        store
+            .commit(&id, &commit("slow", 0, turns, usage(1, 1, 0)))
+            .await
+            .unwrap(),
+        CommitOutcome::Committed,
+        "{kind}: the session outlived its TTL while the send held it"
+    );
+    assert_eq!(store.turns(&id, 0, 10).await.unwrap().len(), 2, "{kind}");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(
+        store.get_session(&id).await.unwrap().is_none(),
+        "{kind}: the commit restored the session's own 1 s TTL"
+    );
+}
+
 /// One `#[tokio::test]` per scenario, each running it on both stores.
 macro_rules! on_both_stores {
     ($($scenario:ident),* $(,)?) => {
@@ -825,4 +875,5 @@ on_both_stores!(
     lease_expires_by_itself,
     user_index,
     user_index_follows_the_session_not_the_id,
+    admission_holds_the_session_for_the_send,
 );

@@ -331,6 +331,8 @@ impl Store for MemoryStore {
             lease_token.to_string(),
             Instant::now() + Duration::from_millis(lease_ms),
         ));
+        let held = Instant::now() + Duration::from_millis(request.hold_ms);
+        entry.expires = entry.expires.max(held);
         if let Some(claim) = claim {
             let record = IdemRecord {
                 fingerprint: claim.fingerprint.clone(),

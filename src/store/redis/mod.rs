@@ -19,7 +19,7 @@ use deadpool::managed::{Object, PoolConfig, QueueMode, Timeouts};
 use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind, Value};
 use tracing::Instrument;
 
-use super::{StoreError, StoreResult, user_digest};
+use super::{Refusal, StoreError, StoreResult, user_digest};
 use crate::{
     config::StoreSettings,
     domain::session::{SessionConfig, StoredSession, UsageTotals},
@@ -78,23 +78,29 @@ mod scripts {
 }
 
 mod expiry;
+mod fence;
 mod import;
 mod keys;
 mod metering;
 mod pool;
+mod readiness;
 mod sessions;
 mod users;
 
 pub use expiry::count_expired_sessions;
+use fence::RedisClock;
 use pool::{Connection, Pool};
+use readiness::Readiness;
 
-/// Cheap to clone: the pools are shared.
+/// Cheap to clone: the pools, the readiness and the clock are shared.
 #[derive(Clone)]
 pub struct RedisStore {
     pools: Arc<PerThread<Pool>>,
     prefix: String,
     command_timeout: Duration,
     pool_timeout: Duration,
+    readiness: Arc<Readiness>,
+    clock: Arc<RedisClock>,
 }
 
 /// A pooled connection that is thrown away, not returned to the pool, unless the call
@@ -141,6 +147,8 @@ impl RedisStore {
             prefix: settings.key_prefix.clone(),
             command_timeout: Duration::from_millis(settings.command_timeout_ms),
             pool_timeout: timeout,
+            readiness: Arc::default(),
+            clock: Arc::default(),
         })
     }
 
@@ -176,18 +184,21 @@ impl RedisStore {
         pipe.cmd("EVALSHA").arg(&lua.hash).arg(keys.len()).arg(keys)
     }
 
-    /// Runs one request with a deadline; a connection that missed it is discarded.
-    /// The outer error is the store's; the inner one is Redis' own answer.
+    /// Runs one request within `timeout`; a connection that missed it is discarded.
+    /// The outer error is the store's; the inner one is Redis' own answer. Not gated by
+    /// readiness: the preparation itself runs through here.
     async fn exec<T: FromRedisValue>(
         &self,
         request: Request<'_>,
+        timeout: Duration,
     ) -> StoreResult<redis::RedisResult<T>> {
         // Checkout has its own bound: recycling PINGs idle connections, and a stalled
         // Redis would otherwise make the pool try them one after another.
+        let not_sent = |err: String| StoreError::NotSent(err);
         let conn = tokio::time::timeout(self.pool_timeout, self.pools.get().get())
             .await
-            .map_err(|_| unavailable("no redis connection in time"))?
-            .map_err(unavailable)?;
+            .map_err(|_| not_sent("no redis connection in time".into()))?
+            .map_err(|err| not_sent(err.to_string()))?;
         let mut checkout = Checkout {
             conn: Some(conn),
             healthy: false,
@@ -204,58 +215,69 @@ impl RedisStore {
         };
         let started = std::time::Instant::now();
         let span = tracing::debug_span!("redis");
-        let result = tokio::time::timeout(self.command_timeout, call)
+        let result = tokio::time::timeout(timeout, call)
             .instrument(span.clone())
             .await;
         let elapsed = started.elapsed();
         span.in_scope(|| tracing::trace!(?elapsed, "redis call answered"));
         crate::metrics::record_store(elapsed, !matches!(result, Ok(Ok(_))));
         let result = result.map_err(|_| unavailable("redis command timed out"))?;
-        // An error reply came over a working connection; anything else may have broken it.
+        // An error reply (with its code: ERR, OOM, READONLY, …) came over a working
+        // connection; anything else may have broken it.
         checkout.healthy = match &result {
             Ok(_) => true,
-            Err(err) => matches!(err.kind(), ErrorKind::Server(_)),
+            Err(err) => err.code().is_some(),
         };
         Ok(result)
     }
 
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> StoreResult<T> {
-        self.exec(Request::Cmd(cmd)).await?.map_err(classify)
+        self.readiness.gate()?;
+        self.exec(Request::Cmd(cmd), self.command_timeout)
+            .await?
+            .map_err(classify)
     }
 
     pub(crate) async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> StoreResult<T> {
-        self.exec(Request::Pipe(pipe)).await?.map_err(classify)
+        self.readiness.gate()?;
+        self.exec(Request::Pipe(pipe), self.command_timeout)
+            .await?
+            .map_err(classify)
     }
 
-    /// Runs a script by hash; if Redis does not know it (first use, or a restart), loads
-    /// it and runs it once more.
     pub(crate) async fn script<T: FromRedisValue>(
         &self,
         lua: &Lua,
         keys: &[&str],
         args: &[&str],
     ) -> StoreResult<T> {
+        self.script_within(lua, keys, args, self.command_timeout)
+            .await
+    }
+
+    /// Runs a script by hash within `timeout`; if Redis does not know it (first use, or a
+    /// restart), loads it and runs it once more.
+    async fn script_within<T: FromRedisValue>(
+        &self,
+        lua: &Lua,
+        keys: &[&str],
+        args: &[&str],
+        timeout: Duration,
+    ) -> StoreResult<T> {
+        self.readiness.gate()?;
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(&lua.hash).arg(keys.len()).arg(keys).arg(args);
-        match self.exec(Request::Cmd(&cmd)).await? {
+        match self.exec(Request::Cmd(&cmd), timeout).await? {
             Err(err) if is_noscript(&err) => {
                 let _: String = self
                     .query(redis::cmd("SCRIPT").arg("LOAD").arg(lua.source))
                     .await?;
-                self.query(&cmd).await
+                self.exec(Request::Cmd(&cmd), timeout)
+                    .await?
+                    .map_err(classify)
             }
             other => other.map_err(classify),
         }
-    }
-
-    /// Loads the session scripts up front, so that startup fails fast on a Redis that
-    /// refuses Lua; scripts elsewhere load on first use.
-    pub async fn load_scripts(&self) -> StoreResult<()> {
-        let mut pipe = redis::pipe();
-        for lua in scripts::ALL.iter() {
-            pipe.cmd("SCRIPT").arg("LOAD").arg(lua.source).ignore();
-        }
-        self.pipeline::<()>(&pipe).await
     }
 
     fn parse_session(
@@ -300,9 +322,14 @@ fn unavailable(err: impl std::fmt::Display) -> StoreError {
 }
 
 /// Redis refusing a command we built (a bug) is not an outage: it must not answer 503
-/// and look like a retryable condition.
+/// and look like a retryable condition. Refusing writes (a replica, out of memory) is
+/// one, of its own kind: nothing was written, and the operator must hear why.
 fn classify(err: RedisError) -> StoreError {
+    if err.code() == Some("OOM") {
+        return StoreError::Refused(Refusal::OutOfMemory);
+    }
     match err.kind() {
+        ErrorKind::Server(ServerErrorKind::ReadOnly) => StoreError::Refused(Refusal::ReadOnly),
         ErrorKind::Parse
         | ErrorKind::UnexpectedReturnType
         | ErrorKind::Server(
@@ -316,66 +343,6 @@ fn classify(err: RedisError) -> StoreError {
 
 fn is_noscript(err: &RedisError) -> bool {
     err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
-}
-
-impl RedisStore {
-    pub(super) async fn schema_version(&self, key: &str) -> StoreResult<u32> {
-        let raw: Option<u32> = self.query(redis::cmd("GET").arg(key)).await?;
-        Ok(raw.unwrap_or(0))
-    }
-
-    pub(super) async fn run_migration(
-        &self,
-        source: &str,
-        key: &str,
-        version: u32,
-    ) -> StoreResult<u32> {
-        self.query(redis::cmd("EVAL").arg(source).arg(1).arg(key).arg(version))
-            .await
-    }
-
-    /// Every key matching `pattern`, by `SCAN` (a few hundred at a time, never blocking).
-    pub(super) async fn scan_keys(&self, pattern: &str) -> StoreResult<Vec<String>> {
-        let (mut cursor, mut keys) = (0u64, Vec::new());
-        loop {
-            let (next, batch): (u64, Vec<String>) = self
-                .query(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(500),
-                )
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                return Ok(keys);
-            }
-            cursor = next;
-        }
-    }
-
-    pub(super) async fn list_range(
-        &self,
-        key: &str,
-        start: usize,
-        count: usize,
-    ) -> StoreResult<Vec<String>> {
-        let stop = start + count.saturating_sub(1);
-        self.query(redis::cmd("LRANGE").arg(key).arg(start).arg(stop))
-            .await
-    }
-
-    pub(super) async fn run_chunk_script(
-        &self,
-        source: &str,
-        key: &str,
-        args: &[String],
-    ) -> StoreResult<u64> {
-        self.query(redis::cmd("EVAL").arg(source).arg(1).arg(key).arg(args))
-            .await
-    }
 }
 
 /// A text reply (or a number) as a string; anything else, nil included, as "".

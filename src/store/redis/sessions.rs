@@ -79,7 +79,7 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.query::<String>(&redis::cmd("PING")).await.map(drop)
+        self.writable().await
     }
 
     async fn create_session(
@@ -257,7 +257,7 @@ impl Store for RedisStore {
     }
 
     async fn admit(&self, id: &str, request: &AdmitRequest<'_>) -> StoreResult<Admission> {
-        let [meta, turns, lease, idem, _] = self.session_keys(id);
+        let [meta, turns, lease, idem, ctok] = self.session_keys(id);
         let (key, fingerprint, ttl) = match request.claim {
             Some(c) => (c.key.as_str(), c.fingerprint.as_str(), c.ttl_ms),
             None => ("", "", 0),
@@ -267,6 +267,7 @@ impl Store for RedisStore {
             request.now_ms.to_string(),
             ttl.to_string(),
             request.tail.to_string(),
+            request.hold_ms.to_string(),
         ];
         let args = [
             request.lease_token,
@@ -277,10 +278,14 @@ impl Store for RedisStore {
             &numbers[2],
             request.tenant,
             &numbers[3],
+            &numbers[4],
         ];
-        let mut answer: Vec<Value> = self
-            .script(&scripts::ADMIT, &[&meta, &lease, &idem, &turns], &args)
-            .await?;
+        let keys = [&meta, &lease, &idem, &turns, &ctok].map(String::as_str);
+        let mut answer: Vec<Value> = self.fenced_script(&scripts::ADMIT, &keys, &args).await?;
+        // Every answer ends with Redis' clock, which the next fences are computed by.
+        if let Some(Value::Int(clock)) = answer.pop() {
+            self.clock.observe(clock);
+        }
         let word = |i: usize| text(answer.get(i));
         Ok(match word(0).as_str() {
             "admitted" => {
@@ -298,6 +303,11 @@ impl Store for RedisStore {
             "replay" => Admission::Replay(word(1)),
             "in_use" => Admission::KeyInUse,
             "reused" => Admission::KeyReused,
+            "late" => {
+                return Err(StoreError::Unavailable(
+                    "redis ran an admission after its deadline".into(),
+                ));
+            }
             _ => Admission::Busy {
                 retry_after_ms: answer
                     .get(1)
@@ -346,7 +356,7 @@ impl Store for RedisStore {
         }
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let answer: Value = self
-            .script(
+            .fenced_script(
                 &scripts::COMMIT,
                 &keys.each_ref().map(String::as_str),
                 &arg_refs,
@@ -358,6 +368,10 @@ impl Store for RedisStore {
                 Ok(CommitOutcome::Committed)
             }
             (None, Some(0)) => Ok(CommitOutcome::Missing),
+            // Nothing stored, and never will be: the client may retry.
+            (None, Some(-2)) => Err(StoreError::Unavailable(
+                "redis ran a commit after its deadline".into(),
+            )),
             _ => Ok(CommitOutcome::LeaseLost),
         }
     }

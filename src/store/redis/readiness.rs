@@ -1,0 +1,158 @@
+//! Whether the Redis store may serve: prepared (scripts loaded, key layout migrated) and
+//! writable (a primary, not a replica).
+//!
+//! The service listens before Redis answers (see `startup`): until the preparation has
+//! succeeded every store call is refused here, at once and without a round trip, so
+//! nothing reads or writes a layout that was not migrated yet.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use redis::Value;
+
+use super::{RedisStore, Request, classify, scripts, text};
+use crate::store::{Refusal, StoreError, StoreResult, migrate};
+
+const PREPARING: u8 = 0;
+const READY: u8 = 1;
+/// The preparation could not write its migration: `redis_url` names a replica.
+const READ_ONLY: u8 = 2;
+
+pub(crate) struct Readiness(AtomicU8);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness(AtomicU8::new(PREPARING))
+    }
+}
+
+impl Readiness {
+    pub(crate) fn gate(&self) -> StoreResult<()> {
+        match self.0.load(Ordering::Acquire) {
+            READY => Ok(()),
+            READ_ONLY => Err(StoreError::Refused(Refusal::ReadOnly)),
+            _ => Err(StoreError::NotSent(
+                "redis is not prepared yet (scripts and key-layout migrations pending)".into(),
+            )),
+        }
+    }
+
+    fn set(&self, state: u8) {
+        self.0.store(state, Ordering::Release);
+    }
+}
+
+impl RedisStore {
+    /// Loads the scripts, applies pending migrations and reads Redis' clock; the store
+    /// serves from then on. Returns the key-layout version. Safe to call again after a
+    /// failure (every step is idempotent).
+    pub async fn prepare(&self) -> StoreResult<u32> {
+        let prepared = async {
+            self.load_scripts().await?;
+            let version = migrate::migrate(self).await?;
+            let time: Vec<i64> = self.prepare_query(&redis::cmd("TIME")).await?;
+            if let [seconds, micros] = time[..] {
+                self.clock.observe(seconds * 1000 + micros / 1000);
+            }
+            Ok(version)
+        };
+        let result = prepared.await;
+        match &result {
+            Ok(_) => self.readiness.set(READY),
+            Err(StoreError::Refused(Refusal::ReadOnly)) => self.readiness.set(READ_ONLY),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Loads the session scripts up front, so that startup fails fast on a Redis that
+    /// refuses Lua; scripts elsewhere load on first use.
+    async fn load_scripts(&self) -> StoreResult<()> {
+        let mut pipe = redis::pipe();
+        for lua in scripts::ALL.iter() {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(lua.source).ignore();
+        }
+        self.exec(Request::Pipe(&pipe), self.command_timeout)
+            .await?
+            .map_err(classify)
+    }
+
+    /// A command of the preparation (scripts, migrations): it runs before the store is ready.
+    async fn prepare_query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
+        self.exec(Request::Cmd(cmd), self.command_timeout)
+            .await?
+            .map_err(classify)
+    }
+
+    pub(crate) async fn schema_version(&self, key: &str) -> StoreResult<u32> {
+        let raw: Option<u32> = self.prepare_query(redis::cmd("GET").arg(key)).await?;
+        Ok(raw.unwrap_or(0))
+    }
+
+    pub(crate) async fn run_migration(
+        &self,
+        source: &str,
+        key: &str,
+        version: u32,
+    ) -> StoreResult<u32> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(source).arg(1).arg(key).arg(version);
+        self.prepare_query(&cmd).await
+    }
+
+    /// Every key matching `pattern`, by `SCAN` (a few hundred at a time, never blocking).
+    pub(crate) async fn scan_keys(&self, pattern: &str) -> StoreResult<Vec<String>> {
+        let (mut cursor, mut keys) = (0u64, Vec::new());
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(500);
+            let (next, batch): (u64, Vec<String>) = self.prepare_query(&scan).await?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    pub(crate) async fn list_range(
+        &self,
+        key: &str,
+        start: usize,
+        count: usize,
+    ) -> StoreResult<Vec<String>> {
+        let stop = start + count.saturating_sub(1);
+        self.prepare_query(redis::cmd("LRANGE").arg(key).arg(start).arg(stop))
+            .await
+    }
+
+    pub(crate) async fn run_chunk_script(
+        &self,
+        source: &str,
+        key: &str,
+        args: &[String],
+    ) -> StoreResult<u64> {
+        self.prepare_query(redis::cmd("EVAL").arg(source).arg(1).arg(key).arg(args))
+            .await
+    }
+
+    /// Ready, and a primary: a replica answers every read and refuses every write, so it
+    /// must not look ready to a load balancer. `ROLE` answers `master` on a primary;
+    /// a server that refuses `ROLE` (renamed on some managed services) is taken at its
+    /// `PING`.
+    pub(super) async fn writable(&self) -> StoreResult<()> {
+        match self.query::<Vec<Value>>(&redis::cmd("ROLE")).await {
+            Ok(role) if matches!(text(role.first()).as_str(), "slave" | "replica") => {
+                Err(StoreError::Refused(Refusal::ReadOnly))
+            }
+            Ok(_) => Ok(()),
+            Err(StoreError::Corrupt(_)) => {
+                self.query::<String>(&redis::cmd("PING")).await.map(drop)
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
