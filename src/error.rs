@@ -68,6 +68,9 @@ pub enum ApiError {
     StoreRefusing(Refusal),
     #[error("no such route")]
     RouteNotFound,
+    /// A stream cut short when the shutdown's grace period ended.
+    #[error("this server is shutting down; retry and another instance will answer")]
+    ShuttingDown,
     #[error("this key is over its rate limit")]
     RateLimited { retry_after: u64 },
     #[error("this request could pass the spending cap of the session or key")]
@@ -101,6 +104,7 @@ impl ApiError {
             ApiError::UpstreamTimeout => "upstream_timeout",
             ApiError::StoreUnavailable | ApiError::StoreRefusing(_) => "store_unavailable",
             ApiError::RouteNotFound => "not_found",
+            ApiError::ShuttingDown => "shutting_down",
             ApiError::RateLimited { .. } => "rate_limit_exceeded",
             ApiError::BudgetExceeded { .. } => "budget_exceeded",
             ApiError::KeyNotFound => "key_not_found",
@@ -119,7 +123,9 @@ impl ApiError {
             ApiError::SessionBusy { retry_after } => json!({ "retry_after": retry_after }),
             ApiError::PayloadTooLarge { limit_bytes } => json!({ "limit_bytes": limit_bytes }),
             ApiError::UpstreamError { attempts } => json!({ "attempts": attempts }),
-            ApiError::StoreUnavailable | ApiError::StoreRefusing(_) => json!({ "retry_after": 1 }),
+            ApiError::StoreUnavailable | ApiError::StoreRefusing(_) | ApiError::ShuttingDown => {
+                json!({ "retry_after": 1 })
+            }
             ApiError::RateLimited { retry_after } => json!({ "retry_after": retry_after }),
             ApiError::BudgetExceeded {
                 limit_usd,
@@ -132,7 +138,9 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::SessionBusy { retry_after } => Some(*retry_after),
-            ApiError::StoreUnavailable | ApiError::StoreRefusing(_) => Some(1),
+            ApiError::StoreUnavailable | ApiError::StoreRefusing(_) | ApiError::ShuttingDown => {
+                Some(1)
+            }
             ApiError::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
@@ -177,7 +185,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UpstreamError { .. } => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::StoreUnavailable | ApiError::StoreRefusing(_) => {
+            ApiError::StoreUnavailable | ApiError::StoreRefusing(_) | ApiError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,6 +1,8 @@
 //! Graceful shutdown: on SIGTERM (or a test's trigger) `/readyz` turns 503, the server stops
 //! accepting, in-flight requests — streams included — get a grace period to finish, and
-//! the session leases still held are released before the process exits.
+//! the session leases still held are released before the process exits. Streams still
+//! running when the grace period ends are told so with an `error` event, and get
+//! [`STREAM_FAREWELL`] to deliver it before the server cuts what is left.
 
 use std::{
     collections::HashMap,
@@ -12,17 +14,41 @@ use std::{
 };
 
 use actix_web::dev::ServerHandle;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::store::Store;
 
-/// Set once draining starts; `/readyz` reads it.
-#[derive(Default)]
-pub struct Draining(AtomicBool);
+/// After the grace period, how long streams get to send their last event before the
+/// server closes every connection (whole seconds: the server's timeout counts in them).
+pub const STREAM_FAREWELL: Duration = Duration::from_secs(1);
+
+/// Set once draining starts (`/readyz` reads it); and when the grace period is over.
+pub struct Draining {
+    started: AtomicBool,
+    grace_over: watch::Sender<bool>,
+}
+
+impl Default for Draining {
+    fn default() -> Self {
+        Draining {
+            started: AtomicBool::new(false),
+            grace_over: watch::Sender::new(false),
+        }
+    }
+}
 
 impl Draining {
     pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Completes once the grace period of a shutdown is over (never, without one).
+    pub fn grace_over(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut over = self.grace_over.subscribe();
+        async move {
+            // An error means the sender is gone, with the app: nothing to wait for then.
+            let _ = over.wait_for(|over| *over).await;
+        }
     }
 }
 
@@ -67,22 +93,34 @@ impl ShutdownTrigger {
     }
 }
 
-/// Waits for SIGTERM, Ctrl-C or the trigger, then drains the server.
+/// Waits for SIGTERM, Ctrl-C or the trigger, then drains the server: after `delay` the
+/// listener closes, after `grace` more the streams still running are told to end (the
+/// server's own shutdown timeout is `grace` + [`STREAM_FAREWELL`]).
 pub async fn drain_on_signal(
     trigger: ShutdownTrigger,
     draining: Arc<Draining>,
     server: ServerHandle,
     delay: Duration,
+    grace: Duration,
 ) {
     tokio::select! {
         () = trigger.0.notified() => {}
         () = terminate_signal() => {}
     }
-    draining.0.store(true, Ordering::Relaxed);
+    draining.started.store(true, Ordering::Relaxed);
     tracing::info!("shutting down: draining in-flight requests");
     // Load balancers need a moment to see /readyz fail before the listener closes.
     tokio::time::sleep(delay).await;
-    server.stop(true).await;
+    let stop = server.stop(true);
+    let grace_over = async {
+        tokio::time::sleep(grace).await;
+        draining.grace_over.send_replace(true);
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = stop => {}
+        () = grace_over => {}
+    }
 }
 
 async fn terminate_signal() {

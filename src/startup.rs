@@ -75,7 +75,9 @@ impl Application {
             router,
             draining: Arc::default(),
             leases: Arc::default(),
+            usage_backlog: Arc::default(),
         });
+        (state.usage_backlog.clone()).retry_in_background(state.store.clone());
         let server = run(listener, state.clone())?;
         Ok(Application {
             port: port.port(),
@@ -100,20 +102,24 @@ impl Application {
 
     /// Serves until SIGTERM, Ctrl-C or the trigger, then drains (see [`crate::shutdown`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let delay = Duration::from_millis(self.state.settings.server.drain_delay_ms);
+        let server = &self.state.settings.server;
+        let delay = Duration::from_millis(server.drain_delay_ms);
+        let grace = Duration::from_secs(server.shutdown_grace_seconds);
         let drain = shutdown::drain_on_signal(
             self.shutdown,
             self.state.draining.clone(),
             self.server.handle(),
             delay,
+            grace,
         );
         let drainer = tokio::spawn(drain);
         let result = self.server.await;
         drainer.abort();
-        self.state
-            .leases
-            .release_all(self.state.store.as_ref())
-            .await;
+        let store = self.state.store.as_ref();
+        self.state.leases.release_all(store).await;
+        // One last try for usage the store refused; what it still refuses is logged lost.
+        self.state.usage_backlog.flush(store).await;
+        self.state.usage_backlog.give_up();
         result
     }
 }
@@ -152,7 +158,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
     // Answers and stream events go out as soon as they are written.
     .tcp_nodelay(true)
     .disable_signals()
-    .shutdown_timeout(grace)
+    .shutdown_timeout(grace + shutdown::STREAM_FAREWELL.as_secs())
     .listen(listener)
     .map_err(|source| StartupError::Bind {
         addr: "listener".into(),

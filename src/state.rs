@@ -7,6 +7,7 @@ use crate::{
     auth::KeyRing,
     config::Settings,
     llm::{registry::ModelRegistry, router::Router},
+    metering::backlog::Backlog,
     shutdown::{ActiveLeases, Draining},
     store::Store,
 };
@@ -21,4 +22,6 @@ pub struct AppState {
     pub router: Router,
     pub draining: Arc<Draining>,
     pub leases: Arc<ActiveLeases>,
+    /// Usage and cost writes the store refused, waiting to be made again.
+    pub usage_backlog: Arc<Backlog>,
 }

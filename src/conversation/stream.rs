@@ -95,7 +95,8 @@ pub fn serve(
 
 /// Relays events until the answer is complete or the stream fails. If the client goes
 /// away, the upstream request is dropped (cancelled) and, for a session, the lease
-/// released: nothing is stored for an answer nobody saw.
+/// released: nothing is stored for an answer nobody saw. So too when a shutdown's grace
+/// period ends first, after an `error` event.
 async fn pump(
     state: web::Data<AppState>,
     mut opened: Opened,
@@ -104,6 +105,7 @@ async fn pump(
     deadline: Instant,
 ) {
     let idle = state.router.idle_timeout();
+    let mut grace_over = std::pin::pin!(state.draining.grace_over());
     loop {
         let next = match opened.first.take() {
             Some(first) => Ok(Some(Ok(first))),
@@ -111,6 +113,11 @@ async fn pump(
                 let wake = (Instant::now() + idle).min(deadline);
                 tokio::select! {
                     () = tx.closed() => return,
+                    // The server is about to close every connection: say so, nothing is stored.
+                    () = &mut grace_over => {
+                        let _ = tx.send(writer.error(&ApiError::ShuttingDown).await).await;
+                        return;
+                    }
                     next = tokio::time::timeout_at(wake, opened.rest.next()) => next,
                 }
             }

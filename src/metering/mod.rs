@@ -11,6 +11,7 @@
 //!   use, priced for the model that answered, and records it. A send that fails gives its
 //!   reservation back: failed attempts cost nothing.
 
+pub mod backlog;
 pub mod usage;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::{
     domain::session::{StoredSession, nano_usd_to_usd},
     error::ApiError,
     llm::{Usage, registry::Model},
+    metering::backlog::{Backlog, Deferred},
     state::AppState,
     store::{
         Store,
@@ -107,6 +109,8 @@ pub fn check_session_budget(session: &StoredSession, estimate: &Estimate) -> Res
 /// the client went away), it gives the reservation back.
 pub struct Metering {
     store: Arc<dyn Store>,
+    /// Where writes the store refused wait to be made again.
+    backlog: Arc<Backlog>,
     tenant: String,
     key_id: String,
     day: String,
@@ -127,6 +131,7 @@ impl Metering {
         let limits = caller.limits;
         let mut metering = Metering {
             store: state.store.clone(),
+            backlog: state.usage_backlog.clone(),
             tenant: caller.tenant.clone(),
             key_id: caller.key_id.clone(),
             day: today(),
@@ -156,19 +161,18 @@ impl Metering {
     }
 
     /// Replaces the reservation with what `model` actually used, and records it. A store
-    /// failure here is logged, not returned: the answer exists and the client should get it.
+    /// failure here is not returned: the answer exists and the client should get it; what
+    /// the store refused is written again later (see [`backlog`]).
     pub async fn settle(&mut self, model: &Model, usage: Usage, cost_nano_usd: u64) {
         record_metrics(model, usage, cost_nano_usd);
         let used_tokens = u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens);
+        let store = self.store.as_ref();
         if self.holding {
             self.holding = false;
-            if let Err(err) = self
-                .store
-                .settle(&self.settlement(used_tokens, cost_nano_usd))
-                .await
-            {
-                tracing::warn!(%err, "could not settle a reservation");
-            }
+            let settlement = self.settlement(used_tokens, cost_nano_usd);
+            self.backlog
+                .write(store, Deferred::Settlement(settlement))
+                .await;
         }
         let row = UsageRow {
             day: today(),
@@ -179,9 +183,10 @@ impl Metering {
             completion_tokens: u64::from(usage.completion_tokens),
             cost_nano_usd,
         };
-        if let Err(err) = self.store.record_usage(&self.tenant, &row).await {
-            tracing::warn!(%err, "could not record usage");
-        }
+        let tenant = self.tenant.clone();
+        self.backlog
+            .write(store, Deferred::Usage { tenant, row })
+            .await;
     }
 
     fn settlement(&self, used_tokens: u64, used_cost_nano_usd: u64) -> Settlement {
@@ -207,13 +212,9 @@ impl Drop for Metering {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (store, refund) = (self.store.clone(), self.settlement(0, 0));
-        runtime.spawn(async move {
-            if let Err(err) = store.settle(&refund).await {
-                // The bucket refills and the day ends by themselves; this only costs headroom.
-                tracing::warn!(%err, "could not give back a reservation");
-            }
-        });
+        let (store, backlog) = (self.store.clone(), self.backlog.clone());
+        let refund = Deferred::Settlement(self.settlement(0, 0));
+        runtime.spawn(async move { backlog.write(store.as_ref(), refund).await });
     }
 }
 

@@ -188,6 +188,16 @@ impl TestApp {
             .expect("body")
     }
 
+    /// A sample of `/metrics` without labels (`name value`); 0 when absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let prefix = format!("{name} ");
+        self.get_text("/metrics")
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0.0, |value| value.trim().parse().unwrap())
+    }
+
     pub async fn create_session(&self, body: Value) -> Value {
         let reply = self.call(Method::POST, "/v1/sessions", Some(body)).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);

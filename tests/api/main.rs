@@ -15,6 +15,7 @@ mod messages;
 mod migrations;
 mod observability;
 mod openapi;
+mod out_of_memory;
 mod outage;
 mod playground;
 mod readiness;

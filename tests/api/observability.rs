@@ -124,9 +124,5 @@ async fn expired_sessions_are_counted() {
 }
 
 async fn expired_total(app: &TestApp) -> u64 {
-    app.get_text("/metrics")
-        .await
-        .lines()
-        .find_map(|line| line.strip_prefix("sessions_expired_total "))
-        .map_or(0, |value| value.trim().parse::<f64>().unwrap() as u64)
+    app.metric("sessions_expired_total").await as u64
 }

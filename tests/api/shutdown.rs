@@ -1,4 +1,5 @@
-//! Graceful shutdown: readiness turns 503, in-flight sends finish, leases are released.
+//! Graceful shutdown: readiness turns 503, in-flight sends finish, leases are released,
+//! and streams still running when the grace period ends are told so before they close.
 
 use std::{net::TcpListener, time::Duration};
 
@@ -10,7 +11,10 @@ use session_relay::{
     startup::Application,
 };
 
-use crate::helpers::{ACME_KEY, Backend, test_settings};
+use crate::{
+    fake_upstream::{Behaviour, FakeUpstream},
+    helpers::{ACME_KEY, Backend, test_settings},
+};
 
 /// An OpenAI-compatible upstream that answers after `delay`.
 fn slow_upstream(delay: Duration) -> String {
@@ -202,4 +206,51 @@ async fn leases_still_held_after_the_grace_period_are_released() {
         cut.is_err() || cut.unwrap().status() != 200,
         "the unfinished send did not succeed"
     );
+}
+
+#[tokio::test]
+async fn streams_still_running_when_the_grace_period_ends_get_an_error_event() {
+    let fake = FakeUpstream::start().await;
+    fake.set(Behaviour::Stream {
+        pieces: (0..40).map(|i| format!("piece {i} ")).collect(),
+        prompt_tokens: 5,
+        completion_tokens: 40,
+        gap: Duration::from_millis(250),
+    });
+    let mut app = start(settings_with_upstream(fake.base_url.clone(), 1, 0)).await;
+    let id = app.new_session().await;
+    let response = app
+        .http
+        .post(format!("{}/v1/sessions/{id}/messages", app.base))
+        .bearer_auth(ACME_KEY)
+        .json(&json!({"content": "a long story, please", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Everything the client receives, until the stream ends or is cut.
+    let received = tokio::spawn(async move {
+        let mut text = String::new();
+        let mut body = response.bytes_stream();
+        while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut body).await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    app.trigger.trigger();
+    let text = tokio::time::timeout(Duration::from_secs(5), received)
+        .await
+        .expect("the stream ended")
+        .unwrap();
+    app.wait_stopped().await;
+    assert!(text.contains("event: delta"), "{text}");
+    assert!(
+        text.contains("event: error"),
+        "the stream was cut without an error event: {text}"
+    );
+    assert!(!text.contains("event: done"), "{text}");
+    assert!(text.contains("shutting_down"), "{text}");
+    assert!(!app.lease_exists(&id).await, "the lease was given back");
 }
