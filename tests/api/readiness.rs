@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use session_relay::store::migrate::SCHEMA_VERSION;
+use session_relay::{domain::session::new_id, store::migrate::SCHEMA_VERSION};
 
 use crate::{
     helpers::{Backend, Reply, TestApp, spawn_with, test_settings},
@@ -121,7 +121,7 @@ async fn a_replica_is_not_ready_and_its_refusals_say_it_is_read_only() {
         replica_port,
         &format!("--replicaof 127.0.0.1 {}", primary.port),
     );
-    let prefix = app_on(&primary, "rep").await.prefix;
+    let prefix = format!("rep{}", &new_id()[..10]);
     let on_primary = app_on(&primary, &prefix).await;
     let id = on_primary.new_session_id().await;
     replicated(&replica, &format!("{prefix}:{{{id}}}:meta")).await;
@@ -146,7 +146,7 @@ async fn a_replica_is_not_ready_and_its_refusals_say_it_is_read_only() {
     }
 
     // A key prefix never migrated: the replica cannot take the migration's write.
-    let fresh = app_on(&replica, "fresh").await;
+    let fresh = app_on(&replica, &format!("fresh{}", &new_id()[..10])).await;
     let ready = fresh.call(Method::GET, "/readyz", None).await;
     assert_503("/readyz on an unmigrated replica", &ready);
     assert!(says_read_only(&ready), "{}", ready.body);
