@@ -8,6 +8,7 @@ mod access;
 mod import;
 mod keys;
 mod metering;
+mod users;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -83,50 +84,6 @@ impl State {
             crate::metrics::record_sessions_expired(1);
         }
         self.sessions.get_mut(id)
-    }
-
-    /// Takes a session out of its user's index.
-    fn unindex(&mut self, id: &str, config: &SessionConfig) {
-        if let Some(user) = &config.user_id
-            && let Some(index) = self.users.get_mut(&(config.tenant.clone(), user.clone()))
-        {
-            index.retain(|(_, sid), _| sid != id);
-        }
-    }
-
-    /// Puts a session in its user's index, once: an id made again for the same user
-    /// (after it expired, by an import) replaces its old entry.
-    fn index(&mut self, id: &str, config: &SessionConfig) {
-        self.unindex(id, config);
-        if let Some(user) = &config.user_id {
-            let created = config.created_at.timestamp_micros();
-            self.users
-                .entry((config.tenant.clone(), user.clone()))
-                .or_default()
-                .insert((created, id.to_string()), ());
-        }
-    }
-
-    /// The user's live sessions, oldest first. An entry whose id expired, or now names a
-    /// session of someone else (made again under that id), is dropped, never returned:
-    /// one mutex section checks and prunes, as the Redis store does per session.
-    fn user_index(&mut self, tenant: &str, user_id: &str) -> Vec<String> {
-        let key = (tenant.to_string(), user_id.to_string());
-        let Some(entries) = self.users.remove(&key) else {
-            return Vec::new();
-        };
-        let kept: BTreeMap<(i64, String), ()> = entries
-            .into_iter()
-            .filter(|((_, id), ())| {
-                self.live(id)
-                    .is_some_and(|e| e.session.config.belongs_to(tenant, user_id))
-            })
-            .collect();
-        let ids = kept.keys().map(|(_, id)| id.clone()).collect();
-        if !kept.is_empty() {
-            self.users.insert(key, kept);
-        }
-        ids
     }
 
     fn sweep(&mut self) {
@@ -419,21 +376,12 @@ impl Store for MemoryStore {
         Ok(self.lock()?.user_index(tenant, user_id))
     }
 
-    /// One mutex section: the sessions deleted are exactly the user's at that moment.
     async fn delete_user_sessions(
         &self,
         tenant: &str,
         user_id: &str,
         _now_ms: i64,
     ) -> StoreResult<u64> {
-        let mut state = self.lock()?;
-        let ids = state.user_index(tenant, user_id);
-        for id in &ids {
-            state.sessions.remove(id);
-        }
-        state
-            .users
-            .remove(&(tenant.to_string(), user_id.to_string()));
-        Ok(ids.len() as u64)
+        Ok(self.lock()?.logout(tenant, user_id))
     }
 }

@@ -5,13 +5,16 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `sr:{id}:meta` | hash | `cfg` (JSON), `rev`, `ttl` (ms), `last` (ms), `n`, `pt`, `ct`, `cost`, `uidx`, `uidx_until` (ms) |
+//! | `sr:{id}:meta` | hash | `cfg` (JSON), `rev`, `ttl` (ms), `last` (ms), `n`, `pt`, `ct`, `cost`, `uidx`, `gen` (incarnation), `uidx_until` (ms) |
 //! | `sr:{id}:turns` | list | one JSON turn per element, oldest first |
 //! | `sr:{id}:lease` | string | the token of the send in flight (own short TTL) |
 //! | `sr:{id}:idem` | hash | idempotency key → record |
 //! | `sr:{id}:ctok` | hash | client token digest → grant (see `keys.rs`) |
-//! | `sr:user:<digest>` | sorted set | a user's session ids scored by creation time |
+//! | `sr:user:<digest>` | sorted set | a user's sessions (`<id>:<gen>`, see `users.rs`) scored by creation time |
 //! | `sr:schema_version` | string | the applied key-layout migration |
+//!
+//! Until [`RedisStore::prepare`] has succeeded every call is refused (`readiness.rs`);
+//! admission and commit are fenced against running late (`fence.rs`).
 
 use std::{sync::Arc, time::Duration};
 

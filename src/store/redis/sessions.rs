@@ -6,7 +6,7 @@ use redis::Value;
 
 use super::{
     RedisStore, scripts, text, to_json,
-    users::{IndexEntry, incarnation},
+    users::{IndexEntry, incarnation, refreshed},
 };
 use crate::{
     domain::{
@@ -18,40 +18,6 @@ use crate::{
         WriteOutcome,
     },
 };
-
-/// What a script that refreshed a session's TTL answers: `{ttl_ms, user_index_key,
-/// incarnation}` (the last two empty without a user), or a status integer.
-struct Refreshed {
-    ttl_ms: u64,
-    index: String,
-    incarnation: String,
-}
-
-impl Refreshed {
-    fn entry<'a>(&'a self, id: &'a str) -> IndexEntry<'a> {
-        IndexEntry {
-            index: &self.index,
-            id,
-            incarnation: &self.incarnation,
-        }
-    }
-}
-
-fn refreshed(value: &Value) -> Option<Refreshed> {
-    let Value::Array(items) = value else {
-        return None;
-    };
-    let ttl_ms = match items.first()? {
-        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok()?,
-        Value::Int(i) => u64::try_from(*i).ok()?,
-        _ => return None,
-    };
-    Some(Refreshed {
-        ttl_ms,
-        index: text(items.get(1)),
-        incarnation: text(items.get(2)),
-    })
-}
 
 fn status(value: &Value) -> Option<i64> {
     match value {

@@ -60,6 +60,40 @@ pub(crate) fn incarnation() -> String {
     new_id()[..16].to_string()
 }
 
+/// What a script that refreshed a session's TTL answers: `{ttl_ms, user_index_key,
+/// incarnation}` (the last two empty without a user), or a status integer.
+pub(super) struct Refreshed {
+    pub ttl_ms: u64,
+    pub index: String,
+    pub incarnation: String,
+}
+
+impl Refreshed {
+    pub(super) fn entry<'a>(&'a self, id: &'a str) -> IndexEntry<'a> {
+        IndexEntry {
+            index: &self.index,
+            id,
+            incarnation: &self.incarnation,
+        }
+    }
+}
+
+pub(super) fn refreshed(value: &Value) -> Option<Refreshed> {
+    let Value::Array(items) = value else {
+        return None;
+    };
+    let ttl_ms = match items.first()? {
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok()?,
+        Value::Int(i) => u64::try_from(*i).ok()?,
+        _ => return None,
+    };
+    Some(Refreshed {
+        ttl_ms,
+        index: text(items.get(1)),
+        incarnation: text(items.get(2)),
+    })
+}
+
 impl RedisStore {
     /// The ids of the user's live sessions, oldest first. Entries that name a session
     /// gone, made again (another incarnation) or owned by someone else are removed.
