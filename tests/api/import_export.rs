@@ -40,9 +40,14 @@ pub async fn import(app: &TestApp, mode: &str, items: &[Value]) -> Reply {
 }
 
 pub async fn export_session(app: &TestApp, id: &str) -> (StatusCode, String) {
+    export(app, &format!("/v1/sessions/{id}/export")).await
+}
+
+/// An NDJSON export (`path` of a session's or a user's), read whole.
+pub async fn export(app: &TestApp, path: &str) -> (StatusCode, String) {
     let response = app
         .http
-        .get(format!("{}/v1/sessions/{id}/export", app.address))
+        .get(format!("{}{path}", app.address))
         .bearer_auth(&app.key)
         .send()
         .await

@@ -732,71 +732,51 @@ async fn user_index(store: &dyn Store) {
 /// listed once.
 async fn user_index_follows_the_session_not_the_id(store: &dyn Store) {
     let kind = store.kind();
-    let id = format!("legacy-{}", new_id());
-    let short = |tenant: &str, user: &str| SessionConfig {
-        ttl_seconds: 1,
-        ..config(tenant, Some(user))
-    };
-    let list = |tenant: &'static str, user: &'static str| store.user_sessions(tenant, user, 0);
-    assert!(
-        store
-            .create_session(&id, &short("acme", "u1"), now_ms())
-            .await
-            .unwrap()
+    let (taken, again) = (
+        format!("legacy-{}", new_id()),
+        format!("again-{}", new_id()),
     );
+    let remade = [
+        (&taken, ("acme", "u1"), config("globex", Some("u1"))),
+        (&again, ("acme", "u2"), config("acme", Some("u2"))),
+    ];
+    for (id, (tenant, user), _) in &remade {
+        let short = SessionConfig {
+            ttl_seconds: 1,
+            ..config(tenant, Some(user))
+        };
+        assert!(store.create_session(id, &short, now_ms()).await.unwrap());
+    }
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert!(
-        store
-            .create_session(&id, &config("globex", Some("u1")), now_ms())
-            .await
-            .unwrap(),
-        "{kind}: the expired id is free"
-    );
+    for (id, _, then) in &remade {
+        let created = store.create_session(id, then, now_ms()).await.unwrap();
+        assert!(created, "{kind}: the expired id is free");
+    }
+    let list = |tenant: &'static str, user: &'static str| store.user_sessions(tenant, user, 0);
+
     assert_eq!(
         list("acme", "u1").await.unwrap(),
         Vec::<String>::new(),
         "{kind}"
     );
-    assert_eq!(
-        store.delete_user_sessions("acme", "u1", 0).await.unwrap(),
-        0,
-        "{kind}"
-    );
-    assert!(
-        store.get_session(&id).await.unwrap().is_some(),
-        "{kind}: not deleted"
-    );
+    let deleted = store.delete_user_sessions("acme", "u1", 0).await.unwrap();
+    assert_eq!(deleted, 0, "{kind}");
+    let kept = store.get_session(&taken).await.unwrap();
+    assert!(kept.is_some(), "{kind}: not deleted");
     assert_eq!(
         list("globex", "u1").await.unwrap(),
-        vec![id.clone()],
+        vec![taken.clone()],
         "{kind}"
     );
 
     // Made again for the very same user: one entry, not two.
-    let again = format!("again-{}", new_id());
-    assert!(
-        store
-            .create_session(&again, &short("acme", "u2"), now_ms())
-            .await
-            .unwrap()
-    );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert!(
-        store
-            .create_session(&again, &config("acme", Some("u2")), now_ms())
-            .await
-            .unwrap()
-    );
     assert_eq!(
         list("acme", "u2").await.unwrap(),
         vec![again.clone()],
         "{kind}"
     );
-    assert_eq!(
-        store.delete_user_sessions("acme", "u2", 0).await.unwrap(),
-        1,
-        "{kind}"
-    );
+    let deleted = store.delete_user_sessions("acme", "u2", 0).await.unwrap();
+    assert_eq!(deleted, 1, "{kind}");
     assert!(store.get_session(&again).await.unwrap().is_none(), "{kind}");
     assert_eq!(
         list("acme", "u2").await.unwrap(),

@@ -10,18 +10,12 @@ use serde_json::{Value, json};
 
 use crate::{
     helpers::{GLOBEX_KEY, TestApp, spawn_app},
+    import_export,
     limits::BACKENDS,
 };
 
 async fn import(app: &TestApp, item: Value) {
-    let reply = app
-        .call(
-            Method::POST,
-            "/v1/sessions/import",
-            Some(json!({"sessions": [item]})),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = import_export::import(app, "create", &[item]).await;
     assert_eq!(reply.body["imported"], 1, "{}", reply.body);
 }
 
@@ -47,15 +41,9 @@ async fn logout(app: &TestApp, user: &str) -> u64 {
 }
 
 async fn exported(app: &TestApp, user: &str) -> String {
-    let reply = app
-        .http
-        .get(format!("{}/v1/users/{user}/export", app.address))
-        .bearer_auth(&app.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reply.status(), StatusCode::OK);
-    reply.text().await.unwrap()
+    let (status, text) = import_export::export(app, &format!("/v1/users/{user}/export")).await;
+    assert_eq!(status, StatusCode::OK);
+    text
 }
 
 /// `owner` imports `id` for `user` with a 1 s TTL; once it expired, `taker` imports the same
