@@ -131,9 +131,10 @@ describe('playground with keys configured', { timeout: 180_000 }, () => {
     await tab.locator('#api-key').fill(KEY);
     await tab.locator('#api-key').press('Enter');
     await tab.locator('#workspace').waitFor({ state: 'visible' });
+    // The workspace shows before the models are loaded; the model box is focused after.
+    await tab.waitForFunction(() => document.activeElement?.id === 'model');
     assert.match(await text(tab, '#auth-status'), /memory only/);
     assert.equal(await tab.locator('#key-form').isVisible(), false);
-    assert.equal(await tab.evaluate(() => document.activeElement?.id), 'model');
     const models = (await api(service, KEY, 'GET', '/v1/models')).body.data.map((m) => m.id);
     assert.deepEqual(await tab.locator('#model option').allInnerTexts(), models);
     assert.ok(models.includes('fake-mini'));
@@ -257,6 +258,8 @@ describe('playground with keys configured', { timeout: 180_000 }, () => {
     await createSession(first, { 'system-prompt': 'Two tabs.' });
     const second = await page();
     await openWithKey(second, first.url());
+    // The workspace shows before the session named in the URL has been read.
+    await second.waitForFunction(() => document.getElementById('session-id').textContent !== '');
     assert.equal(await text(second, '#session-id'), await text(first, '#session-id'));
 
     fake.gapMs = 150;
