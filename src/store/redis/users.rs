@@ -25,7 +25,7 @@
 
 use redis::Value;
 
-use super::{RedisStore, scripts, text};
+use super::{RedisStore, classify, scripts, text};
 use crate::{
     domain::session::new_id,
     store::{StoreError, StoreResult},
@@ -158,10 +158,7 @@ impl RedisStore {
             replies.iter().find(|r| matches!(r, Value::ServerError(_)))
         {
             // Entries of sessions that may still exist must stay: nothing is removed.
-            return Err(StoreError::Unavailable(format!(
-                "logout refused by redis: {}",
-                err.code()
-            )));
+            return Err(classify(err.clone().into()));
         }
         let deleted = replies
             .iter()
