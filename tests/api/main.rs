@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod command_line;
 mod fake_upstream;
 mod faults;
 mod helpers;
