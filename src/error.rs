@@ -5,7 +5,7 @@
 //! to the log, never to the client.
 
 use actix_web::{
-    HttpRequest, HttpResponse, ResponseError,
+    HttpResponse, ResponseError,
     http::{StatusCode, header},
 };
 use serde::Serialize;
@@ -62,6 +62,9 @@ pub enum ApiError {
     StoreUnavailable,
     #[error("no such route")]
     RouteNotFound,
+    /// The path is served, under other methods (listed in `Allow`).
+    #[error("this path does not accept this method")]
+    MethodNotAllowed { allow: String },
     #[error("this key is over its rate limit")]
     RateLimited { retry_after: u64 },
     #[error("this request could pass the spending cap of the session or key")]
@@ -95,6 +98,7 @@ impl ApiError {
             ApiError::UpstreamTimeout => "upstream_timeout",
             ApiError::StoreUnavailable => "store_unavailable",
             ApiError::RouteNotFound => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::RateLimited { .. } => "rate_limit_exceeded",
             ApiError::BudgetExceeded { .. } => "budget_exceeded",
             ApiError::KeyNotFound => "key_not_found",
@@ -119,6 +123,7 @@ impl ApiError {
                 limit_usd,
                 spent_usd,
             } => json!({ "limit_usd": limit_usd, "spent_usd": spent_usd }),
+            ApiError::MethodNotAllowed { allow } => json!({ "allow": allow }),
             _ => json!({}),
         }
     }
@@ -168,6 +173,7 @@ impl ResponseError for ApiError {
             ApiError::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
             ApiError::SessionBusy { .. } | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UpstreamError { .. } => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -183,6 +189,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let Some(seconds) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response.insert_header((header::ALLOW, allow.as_str()));
         }
         response.json(self.body())
     }
@@ -221,9 +230,4 @@ impl From<StoreError> for ApiError {
 /// Turns a serde error into `invalid_request`, naming the field at fault when serde knows it.
 pub fn from_json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     crate::domain::error::from_json_error(err).into()
-}
-
-/// Default handler for paths no route matches.
-pub async fn route_not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::RouteNotFound)
 }

@@ -1,7 +1,8 @@
 //! Prometheus metrics and the per-request timing behind `Server-Timing`.
 //!
-//! Labels stay low-cardinality on purpose: route patterns (`/v1/sessions/{id}`), model
-//! names, status codes — never a session id, user id or key.
+//! Every label comes from a closed set, so no request can add a value: route patterns
+//! (`/v1/sessions/{id}`, and `unmatched` for any other path), the registered methods (any
+//! other token is `other`), model names, status codes — never a session id, user id or key.
 
 use std::{
     sync::{
@@ -15,7 +16,10 @@ use actix_web::{
     Error,
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
+    http::{
+        Method,
+        header::{HeaderName, HeaderValue},
+    },
     middleware::Next,
 };
 use metrics::{counter, histogram};
@@ -119,13 +123,13 @@ pub async fn track(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let timings = Arc::new(Timings::default());
     let started = Instant::now();
     let mut response = TIMINGS.scope(timings.clone(), next.call(req)).await?;
     let total = started.elapsed();
     let status = response.status().as_u16().to_string();
-    counter!("http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    counter!("http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     histogram!("http_request_duration_seconds", "route" => route, "method" => method)
         .record(total.as_secs_f64());
@@ -146,6 +150,24 @@ pub async fn track(
             .insert(HeaderName::from_static("server-timing"), value);
     }
     Ok(response)
+}
+
+/// Methods a route may be registered under; any other token a client sends is `other`, so
+/// no request can add a label value (each would cost memory and `/metrics` text for good).
+fn method_label(method: &Method) -> &'static str {
+    static KNOWN: [Method; 7] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
 }
 
 fn millis(d: Duration) -> f64 {

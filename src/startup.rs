@@ -13,7 +13,6 @@ use utoipa_actix_web::AppExt;
 use crate::{
     auth::KeyRing,
     config::Settings,
-    error::route_not_found,
     llm::{HttpClient, registry::ModelRegistry, router::Router},
     per_thread::PerThread,
     routes,
@@ -137,8 +136,9 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .split_for_parts();
         app.app_data(state.clone())
             .app_data(web::Data::new(routes::docs::Document::new(&api)))
-            .service(routes::docs::openapi_json)
-            .service(routes::docs::page)
+            .app_data(web::Data::new(routes::fallback::KnownPaths::from_openapi(
+                &api,
+            )))
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(routes::extract::query_config())
             .wrap(middleware::Condition::new(
@@ -149,7 +149,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .wrap(middleware::from_fn(crate::metrics::track))
             .wrap(middleware::from_fn(routes::extract::request_id_header))
             .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
-            .default_service(web::to(route_not_found))
+            .default_service(web::to(routes::fallback::unrouted))
     })
     .workers(workers)
     // Answers and stream events go out as soon as they are written.

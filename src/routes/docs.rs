@@ -28,15 +28,21 @@ impl Document {
     }
 }
 
+pub fn configure(cfg: &mut super::Routes) {
+    cfg.service(openapi_json).service(page);
+}
+
+#[utoipa::path(tag = "operations", responses((status = 200, description = "This document")))]
 #[get("/openapi.json")]
-pub async fn openapi_json(document: web::Data<Document>) -> HttpResponse {
+async fn openapi_json(document: web::Data<Document>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(document.0.clone())
 }
 
+#[utoipa::path(tag = "operations", responses((status = 200, description = "The document, rendered")))]
 #[get("/docs")]
-pub async fn page() -> HttpResponse {
+async fn page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(include_str!("docs.html"))

@@ -6,6 +6,7 @@ mod client_tokens;
 pub mod cors;
 pub mod docs;
 pub mod extract;
+pub mod fallback;
 mod health;
 mod messages;
 mod openai;
@@ -42,6 +43,7 @@ pub fn configure(cfg: &mut Routes) {
     usage::configure(cfg);
     client_tokens::configure(cfg);
     playground::configure(cfg);
+    docs::configure(cfg);
 }
 
 /// The caller's session, or 404: unknown, expired, deleted and foreign ids look the same.

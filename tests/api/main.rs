@@ -6,6 +6,7 @@ mod cli;
 mod command_line;
 mod fake_upstream;
 mod faults;
+mod hardening;
 mod helpers;
 mod import_edges;
 mod import_export;
