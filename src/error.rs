@@ -226,8 +226,3 @@ impl From<StoreError> for ApiError {
         }
     }
 }
-
-/// Turns a serde error into `invalid_request`, naming the field at fault when serde knows it.
-pub fn from_json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    crate::domain::error::from_json_error(err).into()
-}

@@ -140,7 +140,6 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
                 &api,
             )))
             .app_data(web::PayloadConfig::new(max_body))
-            .app_data(routes::extract::query_config())
             .wrap(middleware::Condition::new(
                 cors.is_some(),
                 cors.unwrap_or_default(),

@@ -119,6 +119,10 @@ pub struct Limits<'a> {
     pub models: &'a dyn ModelCatalog,
 }
 
+/// What an unknown model name is told; the name itself is not quoted back (it is request
+/// content, and may be anything).
+pub const UNKNOWN_MODEL: &str = "not a configured model name or alias (GET /v1/models lists them)";
+
 const MAX_SYSTEM_PROMPT_BYTES: usize = 64 * 1024;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 const MAX_FALLBACKS: usize = 8;
@@ -162,10 +166,7 @@ impl SessionConfig {
     /// Checks every rule a session's settings must follow, naming the first field at fault.
     pub fn validate(&self, limits: &Limits) -> Result<(), DomainError> {
         let Some(context_tokens) = limits.models.context_tokens(&self.model) else {
-            return Err(DomainError::invalid(
-                "model",
-                format!("unknown model `{}`", self.model),
-            ));
+            return Err(DomainError::invalid("model", UNKNOWN_MODEL));
         };
         if self.fallback_models.len() > MAX_FALLBACKS {
             return Err(DomainError::invalid(
@@ -173,14 +174,14 @@ impl SessionConfig {
                 format!("at most {MAX_FALLBACKS} models"),
             ));
         }
-        if let Some(unknown) = self
+        if let Some(i) = self
             .fallback_models
             .iter()
-            .find(|m| limits.models.context_tokens(m).is_none())
+            .position(|m| limits.models.context_tokens(m).is_none())
         {
             return Err(DomainError::invalid(
-                "fallback_models",
-                format!("unknown model `{unknown}`"),
+                format!("fallback_models[{i}]"),
+                UNKNOWN_MODEL,
             ));
         }
         if self

@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 
 use crate::domain::{
     content::Content,
-    error::{DomainError, from_json_error},
+    error::DomainError,
+    json,
     message::{Message, Role},
     session::{Limits, SessionConfig, is_session_id},
     tools::{ResponseFormat, Tool, ToolCall},
@@ -121,7 +122,7 @@ fn rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::
     };
     DateTime::parse_from_rfc3339(&text)
         .map(|t| Some(t.with_timezone(&Utc)))
-        .map_err(|_| serde::de::Error::custom(format!("`{text}` is not an RFC 3339 timestamp")))
+        .map_err(|_| serde::de::Error::custom("not an RFC 3339 timestamp"))
 }
 
 /// What validation of one item needs to know.
@@ -147,21 +148,10 @@ pub struct ValidItem {
 /// Decodes one item. The fast decoder runs first; only a failure is decoded again with
 /// path tracking, so that the error names the field (`messages[3].role`).
 pub fn parse_record(bytes: &[u8]) -> Result<SessionRecord, DomainError> {
-    match serde_json::from_slice(bytes) {
-        Ok(record) => Ok(record),
-        Err(_) => {
-            let mut de = serde_json::Deserializer::from_slice(bytes);
-            let err = match serde_path_to_error::deserialize::<_, SessionRecord>(&mut de) {
-                Ok(_) => return serde_json::from_slice(bytes).map_err(syntax_error),
-                Err(err) => err,
-            };
-            Err(from_json_error(err).prefixed())
-        }
+    match json::decode_fast(bytes) {
+        Some(record) => Ok(record),
+        None => json::decode(bytes).map_err(DomainError::prefixed),
     }
-}
-
-fn syntax_error(err: serde_json::Error) -> DomainError {
-    DomainError::malformed(format!("malformed JSON: {err}"))
 }
 
 /// Checks one decoded item against the rules of its mode, naming the first field at fault.

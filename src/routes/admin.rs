@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiQuery};
 use crate::{
     auth::{Admin, api_keys},
     config::is_name,
@@ -150,7 +150,7 @@ struct ListQuery {
 async fn list(
     state: web::Data<AppState>,
     _admin: Admin,
-    query: web::Query<ListQuery>,
+    query: ApiQuery<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let now = Utc::now();
     let mut keys = state.store.list_keys().await?;

@@ -53,7 +53,7 @@ async fn chat_completions(
     let body = body?.value;
     body.validate()?;
     if state.models.get(&body.model).is_none() {
-        return Err(OpenAiError::ModelNotFound(body.model));
+        return Err(OpenAiError::ModelNotFound);
     }
     let response = match session_id(&req, &body)? {
         Some(id) => with_session(state, &caller, &id, body).await?,
@@ -186,8 +186,7 @@ async fn retrieve_model(
     name: web::Path<String>,
 ) -> Result<HttpResponse, OpenAiError> {
     caller?;
-    let model =
-        (state.models.get(&name)).ok_or_else(|| OpenAiError::ModelNotFound(name.clone()))?;
+    let model = (state.models.get(&name)).ok_or(OpenAiError::ModelNotFound)?;
     Ok(HttpResponse::Ok().json(model_object(&model.name)))
 }
 

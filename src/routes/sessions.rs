@@ -5,7 +5,10 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{extract::ApiJson, owned_session, page_limit};
+use super::{
+    extract::{ApiJson, ApiQuery},
+    owned_session, page_limit,
+};
 use crate::domain::session::now_ms;
 use crate::{
     auth::Caller,
@@ -184,7 +187,7 @@ async fn history(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    query: web::Query<PageQuery>,
+    query: ApiQuery<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit)?;
     let session = owned_session(&state, &caller, &id).await?;

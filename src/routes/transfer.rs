@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 
-use super::owned_session;
+use super::{extract::ApiQuery, owned_session};
 use crate::domain::session::now_ms;
 use crate::{
     auth::Caller,
@@ -37,7 +37,7 @@ async fn import(
     state: web::Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    query: web::Query<ImportQuery>,
+    query: ApiQuery<ImportQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let content_type = req.headers().get(header::CONTENT_TYPE);

@@ -5,6 +5,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::extract::ApiQuery;
 use crate::{
     auth::Caller,
     error::ApiError,
@@ -38,7 +39,7 @@ fn day(field: &str, value: &str) -> Result<NaiveDate, ApiError> {
 async fn usage(
     state: web::Data<AppState>,
     caller: Caller,
-    query: web::Query<UsageQuery>,
+    query: ApiQuery<UsageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let to = match &query.to {
         Some(value) => day("to", value)?,

@@ -5,7 +5,7 @@ use futures_util::future::try_join_all;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::page_limit;
+use super::{extract::ApiQuery, page_limit};
 use crate::domain::session::now_ms;
 use crate::{
     auth::Caller,
@@ -42,7 +42,7 @@ async fn list(
     state: web::Data<AppState>,
     caller: Caller,
     user_id: web::Path<String>,
-    query: web::Query<PageQuery>,
+    query: ApiQuery<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit)?;
     let user_id = checked_user(&user_id)?;

@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::error::{ApiError, from_json_error};
+use crate::{domain::json, error::ApiError};
 
 /// One item of an import body, before decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,12 +88,7 @@ struct JsonBody<'a> {
 
 /// The items of a JSON-form body (`{"sessions": [...]}`), each a slice of `body`.
 pub fn json_items(body: &Bytes, max_item: usize) -> Result<Vec<RawItem>, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed: JsonBody = serde_path_to_error::deserialize(&mut de).map_err(from_json_error)?;
-    de.end().map_err(|e| ApiError::InvalidRequest {
-        message: format!("malformed JSON: {e}"),
-        field: None,
-    })?;
+    let parsed: JsonBody = json::decode(body)?;
     let base = body.as_ptr() as usize;
     Ok(parsed
         .sessions

@@ -51,7 +51,6 @@ async fn error_bodies_do_not_echo_request_content_or_keys() {
     let app = spawn_app(Backend::Memory).await;
     let canary = "canary-7f3e9b";
     let id = app.new_session_id().await;
-    // Model names are echoed on purpose ("unknown model `x`"): they are not content.
     let bad_bodies = [
         ("/v1/sessions", json!({"ttl_seconds": canary})),
         (
