@@ -54,6 +54,12 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("the request body is larger than {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
+    /// The client stopped sending its body; the connection is closed.
+    #[error("the request body was not received in time")]
+    RequestTimeout,
+    /// This client address holds too many open connections; this one is closed.
+    #[error("too many open connections from this address")]
+    TooManyConnections,
     #[error("every model in the chain failed")]
     UpstreamError { attempts: Vec<FailedAttempt> },
     #[error("the request deadline passed before the model answered")]
@@ -94,6 +100,8 @@ impl ApiError {
             ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RequestTimeout => "request_timeout",
+            ApiError::TooManyConnections => "too_many_connections",
             ApiError::UpstreamError { .. } => "upstream_error",
             ApiError::UpstreamTimeout => "upstream_timeout",
             ApiError::StoreUnavailable => "store_unavailable",
@@ -117,7 +125,9 @@ impl ApiError {
             ApiError::SessionBusy { retry_after } => json!({ "retry_after": retry_after }),
             ApiError::PayloadTooLarge { limit_bytes } => json!({ "limit_bytes": limit_bytes }),
             ApiError::UpstreamError { attempts } => json!({ "attempts": attempts }),
-            ApiError::StoreUnavailable => json!({ "retry_after": 1 }),
+            ApiError::StoreUnavailable | ApiError::TooManyConnections => {
+                json!({ "retry_after": 1 })
+            }
             ApiError::RateLimited { retry_after } => json!({ "retry_after": retry_after }),
             ApiError::BudgetExceeded {
                 limit_usd,
@@ -131,7 +141,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::SessionBusy { retry_after } => Some(*retry_after),
-            ApiError::StoreUnavailable => Some(1),
+            ApiError::StoreUnavailable | ApiError::TooManyConnections => Some(1),
             ApiError::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
@@ -169,7 +179,10 @@ impl ResponseError for ApiError {
             ApiError::SessionNotFound | ApiError::RouteNotFound | ApiError::KeyNotFound => {
                 StatusCode::NOT_FOUND
             }
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyConnections => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
             ApiError::SessionBusy { .. } | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -192,6 +205,13 @@ impl ResponseError for ApiError {
         }
         if let ApiError::MethodNotAllowed { allow } = self {
             response.insert_header((header::ALLOW, allow.as_str()));
+        }
+        // The rest of a stalled body may still come: the connection cannot be reused.
+        if matches!(
+            self,
+            ApiError::RequestTimeout | ApiError::TooManyConnections
+        ) {
+            response.force_close();
         }
         response.json(self.body())
     }

@@ -6,7 +6,7 @@
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use actix_web::{App, HttpServer, dev::Server, middleware, web};
+use actix_web::{App, HttpServer, dev::Server, http::KeepAlive, middleware, web};
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 
@@ -123,6 +123,14 @@ impl Application {
 fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, StartupError> {
     let max_body = state.settings.server.max_body_bytes;
     let grace = state.settings.server.shutdown_grace_seconds;
+    let server = &state.settings.server;
+    let peers = routes::connections::PeerConnections::new(server.max_connections_per_peer);
+    let keep_alive = match server.keep_alive_seconds {
+        0 => KeepAlive::Disabled,
+        seconds => KeepAlive::Timeout(Duration::from_secs(seconds)),
+    };
+    let client_request_timeout = Duration::from_millis(server.client_request_timeout_ms);
+    let client_disconnect_timeout = Duration::from_millis(server.client_disconnect_timeout_ms);
     let workers = match state.settings.server.workers {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
@@ -145,6 +153,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
                 cors.unwrap_or_default(),
             ))
             .wrap(middleware::from_fn(routes::auth::authenticate_first))
+            .wrap(middleware::from_fn(routes::connections::bounded))
             .wrap(middleware::from_fn(crate::metrics::track))
             .wrap(middleware::from_fn(routes::extract::request_id_header))
             .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
@@ -153,6 +162,10 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
     .workers(workers)
     // Answers and stream events go out as soon as they are written.
     .tcp_nodelay(true)
+    .keep_alive(keep_alive)
+    .client_request_timeout(client_request_timeout)
+    .client_disconnect_timeout(client_disconnect_timeout)
+    .on_connect(move |conn, data| peers.on_connect(conn, data))
     .disable_signals()
     .shutdown_timeout(grace)
     .listen(listener)

@@ -11,8 +11,10 @@ use actix_web::{
 };
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 use tracing_actix_web::RequestId;
 
+use super::connections;
 use crate::{
     domain::{error::invalid_at, json},
     error::ApiError,
@@ -35,12 +37,18 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(usize::MAX, |s| s.settings.server.max_body_bytes);
+        let server = req.app_data::<web::Data<AppState>>().map(|s| {
+            (
+                s.settings.server.max_body_bytes,
+                s.settings.server.body_timeout_ms,
+            )
+        });
+        let (limit, timeout_ms) = server.unwrap_or((usize::MAX, u64::MAX));
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let raw = body.await.map_err(|err| body_error(&err, limit))?;
+            let read = tokio::time::timeout(Duration::from_millis(timeout_ms), body);
+            let raw = (read.await.map_err(|_| ApiError::RequestTimeout)?)
+                .map_err(|err| body_error(err.as_error::<PayloadError>(), limit))?;
             let text: &[u8] = if raw.iter().all(u8::is_ascii_whitespace) {
                 b"{}"
             } else {
@@ -52,12 +60,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     }
 }
 
-/// The cause (an OS error, a decoder's message) goes to the debug log, not to the client.
-fn body_error(err: &Error, limit: usize) -> ApiError {
-    match err.as_error::<PayloadError>() {
+/// A body that could not be read, for every route that reads one. The cause (an OS error,
+/// a decoder's message) goes to the debug log, not to the client.
+pub fn body_error(err: Option<&PayloadError>, limit: usize) -> ApiError {
+    match err {
         Some(PayloadError::Overflow) => ApiError::PayloadTooLarge { limit_bytes: limit },
-        _ => {
-            tracing::debug!(%err, "request body not read");
+        Some(err) if connections::is_stalled(err) => ApiError::RequestTimeout,
+        err => {
+            tracing::debug!(?err, "request body not read");
             ApiError::invalid("body", "the request body could not be read")
         }
     }

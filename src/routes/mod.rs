@@ -3,6 +3,7 @@
 mod admin;
 pub mod auth;
 mod client_tokens;
+pub mod connections;
 pub mod cors;
 pub mod docs;
 pub mod extract;

@@ -2,11 +2,14 @@
 //! closed set, wrong methods answered 405 with `Allow`, stalled uploads cut, non-object JSON
 //! refused, no request content quoted back, refusals logged quietly.
 
+use std::time::{Duration, Instant};
+
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use session_relay::config::Settings;
 
 use crate::{
-    helpers::{Backend, TestApp, spawn_app, spawn_binary, spawn_with},
+    helpers::{Backend, TestApp, spawn_app, spawn_binary, spawn_with, test_settings},
     keys,
 };
 
@@ -303,4 +306,110 @@ async fn a_missing_required_field_is_named() {
         "{}",
         chat.body
     );
+}
+
+/// Opens a connection from `local` and sends the head of a request whose body never comes
+/// (`Content-Length` promises more than is sent).
+async fn stalled_upload(app: &TestApp, local: [u8; 4], path: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((local, 0).into()).unwrap();
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let mut stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{{\"system_prompt\": \"",
+        app.key
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes())
+        .await
+        .unwrap();
+    stream
+}
+
+/// Reads until the server closes the connection; `None` if it has not within `bound`.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, bound: Duration) -> Option<String> {
+    let mut answer = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(stream, &mut answer);
+    tokio::time::timeout(bound, read).await.ok()?.ok()?;
+    Some(String::from_utf8_lossy(&answer).into_owned())
+}
+
+fn settings_with(edit: impl FnOnce(&mut session_relay::config::ServerSettings)) -> Settings {
+    let mut settings = test_settings(Backend::Memory, None);
+    edit(&mut settings.server);
+    settings
+}
+
+/// A half-sent body (a JSON route, and the streamed import) is cut within the idle bound,
+/// answered 408 and its connection closed, while the server keeps serving everyone else.
+#[tokio::test]
+async fn a_stalled_upload_is_cut_and_the_server_keeps_serving() {
+    let app = spawn_with(settings_with(|s| s.body_idle_timeout_ms = 500)).await;
+    for path in ["/v1/sessions", "/v1/sessions/import"] {
+        let started = Instant::now();
+        let mut stalled = stalled_upload(&app, [127, 0, 0, 1], path).await;
+        // Served meanwhile, from the same address.
+        assert_eq!(app.create_session(json!({})).await["object"], "session");
+        let answer = read_until_closed(&mut stalled, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("{path}: a stalled upload still holds its connection"));
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{path}: cut late"
+        );
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains("request_timeout"), "{path}: {answer}");
+    }
+}
+
+/// A client that sends nothing, or only part of a request head, is disconnected too.
+#[tokio::test]
+async fn a_stalled_request_head_is_cut() {
+    let app = spawn_with(settings_with(|s| s.client_request_timeout_ms = 300)).await;
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut partial = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut partial, b"GET /healthz HTTP/1.1\r\nHost: r")
+        .await
+        .unwrap();
+    for stream in [&mut silent, &mut partial] {
+        assert!(
+            read_until_closed(stream, Duration::from_secs(3))
+                .await
+                .is_some(),
+            "a stalled head still holds its connection"
+        );
+    }
+}
+
+/// Past `max_connections_per_peer` open connections from one address, a request is refused
+/// with 429 and its connection closed; other addresses are served as before.
+#[tokio::test]
+async fn connections_per_client_address_are_bounded() {
+    let app = spawn_with(settings_with(|s| s.max_connections_per_peer = 3)).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(stalled_upload(&app, [127, 0, 0, 7], "/v1/sessions").await);
+    }
+    let mut over = stalled_upload(&app, [127, 0, 0, 7], "/v1/sessions").await;
+    let answer = read_until_closed(&mut over, Duration::from_secs(5))
+        .await
+        .expect("the connection over the bound is closed");
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    assert_eq!(app.create_session(json!({})).await["object"], "session");
+    drop(held);
+    // The slots come back once those connections are gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = stalled_upload(&app, [127, 0, 0, 7], "/v1/sessions").await;
+        let cut = read_until_closed(&mut again, Duration::from_millis(300)).await;
+        if cut.is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots never freed: {cut:?}");
+    }
 }
