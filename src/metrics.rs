@@ -154,7 +154,7 @@ pub async fn track(
 
 /// Methods a route may be registered under; any other token a client sends is `other`, so
 /// no request can add a label value (each would cost memory and `/metrics` text for good).
-fn method_label(method: &Method) -> &'static str {
+pub fn method_label(method: &Method) -> &'static str {
     static KNOWN: [Method; 7] = [
         Method::GET,
         Method::POST,

@@ -413,3 +413,93 @@ async fn connections_per_client_address_are_bounded() {
         assert!(Instant::now() < deadline, "slots never freed: {cut:?}");
     }
 }
+
+const USER_CANARY: &str = "user-canary-4e1d";
+const AGENT_CANARY: &str = "agent-canary-9b7c";
+const QUERY_CANARY: &str = "query-canary-2f8a";
+
+/// Refusals a scanner or a broken client makes by the hundred: bad keys, unknown sessions,
+/// each with a long query string and User-Agent.
+async fn refusals(app: &TestApp, count: usize) {
+    let padding = format!("{QUERY_CANARY}{}", "x".repeat(1500));
+    let agent = format!("{AGENT_CANARY}{}", "y".repeat(500));
+    for i in 0..count {
+        let (key, path) = match i % 3 {
+            0 => ("wrong-key", format!("/v1/sessions/abc?pad={padding}")),
+            1 => (
+                app.key.as_str(),
+                format!("/v1/sessions/{i:032x}?pad={padding}"),
+            ),
+            _ => ("wrong-key", format!("/v1/users/{USER_CANARY}/sessions")),
+        };
+        let reply = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .bearer_auth(key)
+            .header("user-agent", &agent)
+            .send()
+            .await
+            .unwrap();
+        assert!(reply.status().is_client_error());
+    }
+}
+
+/// The logging binary, with 401s answered at once (the slow-down is `keys.rs`' business).
+async fn spawn_logged(level: &str) -> (crate::helpers::LoggedService, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, "[auth]\nfailed_auth_max_delay_ms = 0\n").unwrap();
+    let env = [
+        ("SESSION_RELAY_CONFIG", config.display().to_string()),
+        ("SESSION_RELAY_LOG_LEVEL", level.to_string()),
+    ];
+    (crate::helpers::spawn_logged(&env).await, dir)
+}
+
+/// At the default level refusals are counted, not logged one by one: hundreds of them
+/// leave the logs nearly as they were, with no URL, query or User-Agent in them.
+#[tokio::test]
+async fn refusals_are_not_logged_one_by_one() {
+    let (service, _dir) = spawn_logged("info").await;
+    let started = service.logs().len();
+    refusals(&service.app, 300).await;
+    let logs = service.stop().await;
+    let added = logs.len() - started;
+    assert!(
+        added < 4096,
+        "{added} bytes of logs for 300 refusals:\n{}",
+        &logs[started..]
+    );
+    for canary in [USER_CANARY, AGENT_CANARY, QUERY_CANARY] {
+        assert!(!logs.contains(canary), "{canary} logged");
+    }
+}
+
+/// Where requests are logged (debug), the URL keeps its route but not the user id in it,
+/// nor the query string, nor the User-Agent.
+#[tokio::test]
+async fn logged_urls_carry_no_user_id() {
+    let level = (
+        "SESSION_RELAY_LOG_LEVEL",
+        "session_relay=debug,info".to_string(),
+    );
+    let service = crate::helpers::spawn_logged(&[level]).await;
+    refusals(&service.app, 9).await;
+    let own = service
+        .app
+        .call(
+            Method::GET,
+            &format!("/v1/users/{USER_CANARY}/sessions"),
+            None,
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::OK);
+    let logs = service.stop().await;
+    assert!(
+        logs.contains("/v1/users/{user_id}/sessions"),
+        "requests are logged:\n{logs}"
+    );
+    for canary in [USER_CANARY, AGENT_CANARY, QUERY_CANARY] {
+        assert!(!logs.contains(canary), "{canary} logged:\n{logs}");
+    }
+}
