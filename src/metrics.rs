@@ -5,6 +5,7 @@
 //! other token is `other`), model names, status codes — never a session id, user id or key.
 
 use std::{
+    net::TcpListener,
     sync::{
         Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
@@ -13,17 +14,20 @@ use std::{
 };
 
 use actix_web::{
-    Error,
+    App, Error, HttpResponse, HttpServer,
     body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
+    dev::{Server, ServiceRequest, ServiceResponse},
     http::{
         Method,
         header::{HeaderName, HeaderValue},
     },
     middleware::Next,
+    web,
 };
 use metrics::{counter, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::error::ApiError;
 
 /// Installs the recorder once per process (a second install would fail; tests build many
 /// apps in one process) and keeps its histograms trimmed.
@@ -50,6 +54,31 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             Some(handle)
         })
         .as_ref()
+}
+
+/// The Prometheus text of `GET /metrics`.
+pub fn exposition() -> HttpResponse {
+    let body = handle().map(|h| h.render()).unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(body)
+}
+
+/// The server of `server.metrics_listen`: `GET /metrics` and nothing else, on one worker,
+/// so the scrape address can sit on a private interface apart from the API.
+pub fn serve(listener: TcpListener) -> std::io::Result<Server> {
+    let server = HttpServer::new(|| {
+        App::new()
+            .route("/metrics", web::get().to(async || exposition()))
+            .default_service(web::to(async || {
+                Err::<HttpResponse, _>(ApiError::RouteNotFound)
+            }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
 }
 
 /// Seconds; fine at the low end, where the service's own overhead lives.

@@ -37,6 +37,8 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    /// `server.metrics_listen`: `/metrics` on an address of its own.
+    metrics: Option<Server>,
     state: web::Data<AppState>,
     shutdown: ShutdownTrigger,
 }
@@ -56,19 +58,21 @@ impl Application {
         let keys = KeyRing::from_settings(&settings.auth);
         if keys.is_loopback_mode() {
             tracing::warn!(
-                "no API keys configured: serving loopback clients only, as tenant `default`"
+                "LOOPBACK MODE: no API key is configured, so every client connecting from this machine is served, as tenant `default`, with no key. A reverse proxy, sidecar or tunnel on this host makes every client local: configure a key (SESSION_RELAY_API_KEY, [[auth.keys]] or SESSION_RELAY_ADMIN_KEY) before putting anything in front of this service"
             );
         }
         let models = ModelRegistry::from_settings(&settings, &http);
         crate::domain::tokens::TokenCounter::warm_up(models.tokenizers());
         let router = Router::new(&settings.routing, models.names());
-        let addr = settings.server.listen.clone();
-        let listener =
-            TcpListener::bind(&addr).map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = bind(&settings.server.listen)?;
         let port = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: settings.server.listen.clone(),
             source,
         })?;
+        let metrics = match &settings.server.metrics_listen {
+            Some(addr) => Some(bind(addr)?),
+            None => None,
+        };
         let state = web::Data::new(AppState {
             settings,
             store,
@@ -79,9 +83,17 @@ impl Application {
             leases: Arc::default(),
         });
         let server = run(listener, state.clone())?;
+        let metrics = metrics
+            .map(crate::metrics::serve)
+            .transpose()
+            .map_err(|source| StartupError::Bind {
+                addr: "metrics listener".into(),
+                source,
+            })?;
         Ok(Application {
             port: port.port(),
             server,
+            metrics,
             state,
             shutdown: ShutdownTrigger::default(),
         })
@@ -110,14 +122,29 @@ impl Application {
             delay,
         );
         let drainer = tokio::spawn(drain);
+        let metrics = self.metrics.map(|server| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
         let result = self.server.await;
         drainer.abort();
+        if let Some(metrics) = metrics {
+            metrics.stop(true).await;
+        }
         self.state
             .leases
             .release_all(self.state.store.as_ref())
             .await;
         result
     }
+}
+
+fn bind(addr: &str) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr).map_err(|source| StartupError::Bind {
+        addr: addr.to_string(),
+        source,
+    })
 }
 
 fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, StartupError> {

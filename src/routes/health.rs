@@ -25,9 +25,6 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.draining.is_set() {
         return Ok(HttpResponse::ServiceUnavailable().json(json!({ "status": "draining" })));
     }
-    if state.draining.is_set() {
-        return Ok(HttpResponse::ServiceUnavailable().json(json!({ "status": "draining" })));
-    }
     state.store.ping().await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "ready", "store": state.store.kind() })))
 }
@@ -45,15 +42,13 @@ async fn status(state: web::Data<AppState>, _caller: Caller) -> Result<HttpRespo
     })))
 }
 
-/// Prometheus text format. Unauthenticated like the probes: bind it to a private
-/// network in production (it carries no ids, keys or content).
+/// Prometheus text format, unauthenticated like the probes (it carries no ids, keys or
+/// content). With `server.metrics_listen` it is served on that address only.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "See API.md")))]
 #[get("/metrics")]
-async fn metrics() -> HttpResponse {
-    let body = crate::metrics::handle()
-        .map(|h| h.render())
-        .unwrap_or_default();
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(body)
+async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.settings.server.metrics_listen.is_some() {
+        return Err(ApiError::RouteNotFound);
+    }
+    Ok(crate::metrics::exposition())
 }

@@ -503,3 +503,57 @@ async fn logged_urls_carry_no_user_id() {
         assert!(!logs.contains(canary), "{canary} logged:\n{logs}");
     }
 }
+
+/// With `server.metrics_listen`, `/metrics` is served there only: the public listener
+/// answers 404, and the metrics address serves nothing else.
+#[tokio::test]
+async fn metrics_can_have_an_address_of_their_own() {
+    let metrics_port = crate::redis_server::free_port();
+    let metrics = format!("http://127.0.0.1:{metrics_port}");
+    let app = spawn_with(settings_with(|s| {
+        s.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
+    }))
+    .await;
+    app.new_session_id().await;
+    let public = app.call(Method::GET, "/metrics", None).await;
+    assert_eq!(public.status, StatusCode::NOT_FOUND);
+    let scraped = app
+        .http
+        .get(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    assert!(
+        scraped
+            .text()
+            .await
+            .unwrap()
+            .contains("http_requests_total")
+    );
+    for path in ["/v1/sessions", "/healthz", "/docs"] {
+        let other = app
+            .http
+            .get(format!("{metrics}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+/// Loopback mode (no key at all) says at startup, as a warning, that a proxy on the same
+/// host makes every client local.
+#[tokio::test]
+async fn loopback_mode_warns_about_same_host_proxies() {
+    let no_key = ("SESSION_RELAY_API_KEY", String::new());
+    let service = crate::helpers::spawn_logged(&[no_key]).await;
+    let logs = service.stop().await;
+    let warning = logs
+        .lines()
+        .find(|line| line.contains("\"WARN\"") && line.contains("LOOPBACK"))
+        .unwrap_or_else(|| panic!("no loopback warning:\n{logs}"));
+    for words in ["reverse proxy", "every client", "SESSION_RELAY_API_KEY"] {
+        assert!(warning.contains(words), "{words} not said: {warning}");
+    }
+}
