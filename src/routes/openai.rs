@@ -168,12 +168,7 @@ async fn list_models(
     caller: Result<Caller, ApiError>,
 ) -> Result<HttpResponse, OpenAiError> {
     caller?;
-    let data: Vec<Value> = state
-        .models
-        .names()
-        .iter()
-        .map(|n| model_object(n))
-        .collect();
+    let data: Vec<Value> = state.models.accepted_names().map(model_object).collect();
     Ok(HttpResponse::Ok().json(json!({ "object": "list", "data": data })))
 }
 
@@ -186,8 +181,8 @@ async fn retrieve_model(
     name: web::Path<String>,
 ) -> Result<HttpResponse, OpenAiError> {
     caller?;
-    let model = (state.models.get(&name)).ok_or(OpenAiError::ModelNotFound)?;
-    Ok(HttpResponse::Ok().json(model_object(&model.name)))
+    state.models.get(&name).ok_or(OpenAiError::ModelNotFound)?;
+    Ok(HttpResponse::Ok().json(model_object(&name)))
 }
 
 /// Models have no creation date here; the time this instance first listed them stands in.
