@@ -7,7 +7,7 @@
 use std::{
     net::TcpListener,
     sync::{
-        Arc, OnceLock,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -24,10 +24,10 @@ use actix_web::{
     middleware::Next,
     web,
 };
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::error::ApiError;
+use crate::{domain::message::Role, error::ApiError, store::Store};
 
 /// Installs the recorder once per process (a second install would fail; tests build many
 /// apps in one process) and keeps its histograms trimmed.
@@ -56,20 +56,57 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// The Prometheus text of `GET /metrics`.
-pub fn exposition() -> HttpResponse {
+/// The Prometheus text of `GET /metrics`. A scrape also starts a recount of the live
+/// sessions when the last one is older than [`LIVE_SESSIONS_EVERY`]: the next scrape shows it.
+pub fn exposition(store: &Arc<dyn Store>) -> HttpResponse {
+    recount_live_sessions(store);
     let body = handle().map(|h| h.render()).unwrap_or_default();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body)
 }
 
+/// How stale `sessions_live` may get while someone scrapes. Counting scans the store
+/// (Redis: one `SCAN` round trip per thousand keys), so it runs only when scraped, in the
+/// background, one count at a time.
+pub const LIVE_SESSIONS_EVERY: Duration = Duration::from_secs(15);
+
+fn recount_live_sessions(store: &Arc<dyn Store>) {
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let Ok(mut last) = LAST.lock() else {
+        return;
+    };
+    if last.is_some_and(|at| at.elapsed() < LIVE_SESSIONS_EVERY) {
+        return;
+    }
+    *last = Some(Instant::now());
+    let store = store.clone();
+    tokio::spawn(async move {
+        match store.count_sessions().await {
+            Ok(live) => gauge!("sessions_live").set(live as f64),
+            Err(err) => tracing::debug!(%err, "live sessions not counted"),
+        }
+    });
+}
+
+/// The turns a send stored: `messages_total` by role (imports count theirs in
+/// `messages_imported_total`).
+pub fn record_turns_stored(roles: impl Iterator<Item = Role>) {
+    for role in roles {
+        counter!("messages_total", "role" => role.as_str()).increment(1);
+    }
+}
+
 /// The server of `server.metrics_listen`: `GET /metrics` and nothing else, on one worker,
 /// so the scrape address can sit on a private interface apart from the API.
-pub fn serve(listener: TcpListener) -> std::io::Result<Server> {
-    let server = HttpServer::new(|| {
+pub fn serve(listener: TcpListener, store: Arc<dyn Store>) -> std::io::Result<Server> {
+    let server = HttpServer::new(move || {
+        let store = store.clone();
         App::new()
-            .route("/metrics", web::get().to(async || exposition()))
+            .route(
+                "/metrics",
+                web::get().to(move || std::future::ready(exposition(&store))),
+            )
             .default_service(web::to(async || {
                 Err::<HttpResponse, _>(ApiError::RouteNotFound)
             }))

@@ -83,8 +83,9 @@ impl Application {
             leases: Arc::default(),
         });
         let server = run(listener, state.clone())?;
+        let store = state.store.clone();
         let metrics = metrics
-            .map(crate::metrics::serve)
+            .map(|listener| crate::metrics::serve(listener, store))
             .transpose()
             .map_err(|source| StartupError::Bind {
                 addr: "metrics listener".into(),

@@ -158,6 +158,7 @@ pub async fn finish(
     match outcome? {
         CommitOutcome::Committed => {
             prepared.lease.committed();
+            crate::metrics::record_turns_stored(commit.turns.iter().map(|t| t.message.role));
             Ok(response)
         }
         // Deleted or expired while the model answered: the reply is dropped, not stored.

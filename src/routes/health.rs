@@ -31,14 +31,16 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 #[utoipa::path(tag = "operations", responses((status = 200, description = "See API.md")))]
 #[get("/v1/status")]
-async fn status(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
-    state.store.ping().await?;
+async fn status(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    // Reading the key's spend checks the store, as the ping did before it.
+    let key = crate::metering::key_status(&state, &caller).await?;
     Ok(HttpResponse::Ok().json(json!({
         "status": "ok",
         "store": state.store.kind(),
         "version": env!("CARGO_PKG_VERSION"),
         // This instance's circuit breakers: "closed" | "open" | "half_open" per model.
         "models": state.router.states(),
+        "key": key,
     })))
 }
 
@@ -50,5 +52,5 @@ async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.settings.server.metrics_listen.is_some() {
         return Err(ApiError::RouteNotFound);
     }
-    Ok(crate::metrics::exposition())
+    Ok(crate::metrics::exposition(&state.store))
 }
