@@ -165,11 +165,12 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
     };
     let server = HttpServer::new(move || {
         let cors = routes::cors::cors(&state.settings.server.cors_allowed_origins);
-        let (app, api) = App::new()
+        let (app, mut api) = App::new()
             .into_utoipa_app()
             .openapi(routes::docs::base())
             .configure(routes::configure)
             .split_for_parts();
+        routes::docs::complete(&mut api);
         app.app_data(state.clone())
             .app_data(web::Data::new(routes::docs::Document::new(&api)))
             .app_data(web::Data::new(routes::fallback::KnownPaths::from_openapi(

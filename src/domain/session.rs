@@ -55,7 +55,7 @@ pub struct StoredSession {
 }
 
 /// `POST /v1/sessions`: every field optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     pub model: Option<String>,
@@ -67,36 +67,48 @@ pub struct CreateSession {
     pub temperature: Option<f32>,
     pub ttl_seconds: Option<u64>,
     pub user_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
     pub max_cost_usd: Option<f64>,
+    #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Vec<Tool>>,
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
 }
 
 /// `PATCH /v1/sessions/{id}`: absent leaves a field alone, `null` clears a nullable one.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchSession {
     pub model: Option<String>,
     pub fallback_models: Option<Vec<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     pub system_prompt: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
     pub context_window: Option<Option<u32>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
     pub max_context_tokens: Option<Option<u32>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
     pub max_tokens: Option<Option<u32>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<f32>)]
     pub temperature: Option<Option<f32>>,
     pub ttl_seconds: Option<u64>,
     /// Merged into the existing metadata; a `null` value removes that key.
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<f64>)]
     pub max_cost_usd: Option<Option<f64>>,
     /// Replaces the session's tools; `[]` removes them.
+    #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Vec<Tool>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<Option<ResponseFormat>>,
 }
 
@@ -293,9 +305,10 @@ pub fn nano_usd_to_usd(nano: u64) -> f64 {
 }
 
 /// The session object of the contract.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub session_id: String,
+    /// Always `session`.
     pub object: &'static str,
     pub model: String,
     pub fallback_models: Vec<String>,
@@ -306,9 +319,12 @@ pub struct SessionView {
     pub temperature: Option<f32>,
     pub ttl_seconds: u64,
     pub user_id: Option<String>,
+    #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     pub max_cost_usd: Option<f64>,
+    #[schema(value_type = Vec<Object>)]
     pub tools: Vec<Tool>,
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
@@ -317,7 +333,7 @@ pub struct SessionView {
     pub usage: UsageView,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageView {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,

@@ -19,7 +19,7 @@ use crate::domain::{
 };
 
 /// `?mode=` of an import.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImportMode {
     /// A new session; an id that is taken is an error for that item.
@@ -51,7 +51,7 @@ impl ImportMode {
 }
 
 /// One session as imported.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionRecord {
     pub session_id: Option<String>,
@@ -64,9 +64,12 @@ pub struct SessionRecord {
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
     pub ttl_seconds: Option<u64>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
     pub max_cost_usd: Option<f64>,
+    #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Vec<Tool>>,
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
     #[serde(default, deserialize_with = "rfc3339")]
     pub created_at: Option<DateTime<Utc>>,
@@ -76,14 +79,17 @@ pub struct SessionRecord {
 
 /// A turn as exported: OpenAI's message fields, and when it was written. Exports of the
 /// first format (`role`, text `content`, `created_at`) read as they are.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRecord {
     pub role: Role,
+    /// Text, or OpenAI's content parts.
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub content: Content,
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub tool_calls: Vec<ToolCall>,
     pub tool_call_id: Option<String>,
     pub refusal: Option<String>,

@@ -66,7 +66,7 @@ pub async fn take_request(state: &AppState, caller: &Caller) -> Result<(), ApiEr
 }
 
 /// What `GET /v1/status` tells a caller about its own key.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct KeyStatus {
     pub key_id: String,
     pub name: String,
@@ -78,7 +78,7 @@ pub struct KeyStatus {
 }
 
 /// The key's spending on the current UTC day.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct DayStatus {
     pub day: String,
     /// What answered requests cost today (for a key with a daily budget, as the budget

@@ -62,11 +62,33 @@ pub(crate) async fn owned_session(
     }
 }
 
-/// `?limit=` shared by the paginated listings.
-pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
-    match limit {
-        None => Ok(50),
-        Some(n @ 1..=1000) => Ok(n),
-        Some(_) => Err(ApiError::invalid("limit", "must be between 1 and 1000")),
+/// `?limit=&after=` of the paginated listings.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// 1 to 1000, default 50.
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    after: Option<String>,
+}
+
+/// A page of a listing, oldest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Page<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+    /// The `after` of the next page, while there is one.
+    pub next_cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The page size asked for: 1 to 1000, 50 when unsaid.
+    fn page_size(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(50),
+            Some(n @ 1..=1000) => Ok(n),
+            Some(_) => Err(ApiError::invalid("limit", "must be between 1 and 1000")),
+        }
     }
 }

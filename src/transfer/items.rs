@@ -79,10 +79,13 @@ impl Splitter {
     }
 }
 
-#[derive(Deserialize)]
+/// The JSON form of an import. Items stay raw here: each is decoded as a
+/// [`crate::domain::transfer::SessionRecord`] on its own, so one bad item fails alone.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct JsonBody<'a> {
+pub struct JsonBody<'a> {
     #[serde(borrow)]
+    #[schema(value_type = Vec<crate::domain::transfer::SessionRecord>)]
     sessions: Vec<&'a RawValue>,
 }
 
