@@ -59,16 +59,23 @@ pub struct StoredSession {
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     pub model: Option<String>,
+    #[schema(max_items = 8)]
     pub fallback_models: Option<Vec<String>>,
     pub system_prompt: Option<String>,
+    #[schema(minimum = 1, maximum = 100_000)]
     pub context_window: Option<u32>,
+    #[schema(minimum = 1)]
     pub max_context_tokens: Option<u32>,
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
+    #[schema(minimum = 1)]
     pub ttl_seconds: Option<u64>,
     pub user_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
+    #[schema(minimum = 0)]
     pub max_cost_usd: Option<f64>,
     #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Vec<Tool>>,

@@ -20,6 +20,7 @@ pub fn configure(cfg: &mut super::Routes) {
 #[serde(deny_unknown_fields)]
 struct TokenRequest {
     /// Lifetime; default `auth.client_token_ttl_seconds`.
+    #[schema(minimum = 1)]
     ttl_seconds: Option<u64>,
 }
 

@@ -34,7 +34,14 @@ use utoipa::{
         description = "Stateful LLM sessions: send only the new message, the server keeps the \
                        history. Error bodies, codes and field rules are those of API.md."
     ),
-    components(schemas(ErrorBody, OpenAiErrorBody, OpenAiError))
+    // Schemas only query parameters name are not collected by themselves.
+    components(schemas(
+        ErrorBody,
+        OpenAiErrorBody,
+        OpenAiError,
+        crate::domain::transfer::ImportMode,
+        crate::metering::usage::GroupBy
+    ))
 )]
 struct ApiDoc;
 

@@ -36,12 +36,16 @@ pub fn configure(cfg: &mut super::Routes) {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SendBody {
+    /// The user's new turn: text, or OpenAI's content parts.
     #[schema(value_type = Option<Value>)]
     content: Option<Content>,
+    /// Or the new turns in OpenAI's message format (tool results, then perhaps a user turn).
     #[schema(value_type = Option<Vec<Object>>)]
     messages: Option<Vec<Message>>,
     model: Option<String>,
+    #[schema(minimum = 1)]
     max_tokens: Option<u32>,
+    #[schema(minimum = 0, maximum = 2)]
     temperature: Option<f32>,
     #[serde(default)]
     stream: bool,

@@ -68,6 +68,7 @@ pub(crate) async fn owned_session(
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// 1 to 1000, default 50.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     after: Option<String>,
