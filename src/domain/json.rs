@@ -34,7 +34,8 @@ pub struct Strict<D>(pub D);
 /// What a wrapped visitor stands for, to say so in JSON's words.
 #[derive(Clone, Copy)]
 enum Expected {
-    /// Whatever the inner visitor says (it names no Rust type).
+    /// Whatever the inner visitor says, unless it names a Rust type (a struct with a
+    /// flattened field is read as a map, and says `struct Name`).
     Inner,
     Object,
     OneOf(&'static [&'static str]),
@@ -171,7 +172,16 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self.expected {
-            Expected::Inner => self.inner.expecting(f),
+            Expected::Inner => {
+                let said = Said(&self.inner).to_string();
+                if said.starts_with("struct ") {
+                    f.write_str("a JSON object")
+                } else if said.starts_with("enum ") {
+                    f.write_str("one of the documented values")
+                } else {
+                    f.write_str(&said)
+                }
+            }
             Expected::Object => f.write_str("a JSON object"),
             Expected::OneOf(names) => {
                 let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
@@ -229,6 +239,15 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
         self.inner.visit_enum(Enum(data))
+    }
+}
+
+/// What a visitor expects, as text.
+struct Said<'a, V>(&'a V);
+
+impl<'de, V: Visitor<'de>> std::fmt::Display for Said<'_, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        self.0.expecting(f)
     }
 }
 

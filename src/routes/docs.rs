@@ -73,7 +73,16 @@ pub struct OpenAiError {
 }
 
 /// Paths anyone may call: no key, and no auth errors.
-pub const PUBLIC: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"];
+pub const PUBLIC: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/playground",
+    "/playground/playground.js",
+    "/playground/playground.css",
+];
 
 /// Paths that answer errors in OpenAI's shape.
 pub const OPENAI_PATHS: &[&str] = &["/v1/chat/completions", "/v1/models", "/v1/models/{model}"];
