@@ -14,7 +14,7 @@
 //!
 //! Everything else is added to every operation by [`complete`]: the bearer security
 //! scheme (except on [`PUBLIC`] paths), and the errors every authenticated route may
-//! answer — in the flat contract shape, or OpenAI's on the [`OPENAI_PATHS`].
+//! answer — in the flat contract shape, or OpenAI's under the [`OPENAI_PATHS`].
 
 use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
@@ -84,8 +84,13 @@ pub const PUBLIC: &[&str] = &[
     "/playground/playground.css",
 ];
 
-/// Paths that answer errors in OpenAI's shape.
-pub const OPENAI_PATHS: &[&str] = &["/v1/chat/completions", "/v1/models", "/v1/models/{model}"];
+/// Path prefixes of the OpenAI-compatible routes, which answer errors in OpenAI's shape.
+pub const OPENAI_PATHS: &[&str] = &[
+    "/v1/chat/",
+    "/v1/models",
+    "/v1/responses",
+    "/v1/conversations",
+];
 
 /// The errors any authenticated operation may answer, and those of one with a body.
 const AUTHENTICATED_ERRORS: &[(u16, &str)] = &[
@@ -132,7 +137,7 @@ pub fn base() -> utoipa::openapi::OpenApi {
 pub fn complete(api: &mut utoipa::openapi::OpenApi) {
     for (path, item) in api.paths.paths.iter_mut() {
         let public = PUBLIC.contains(&path.as_str());
-        let schema = if OPENAI_PATHS.contains(&path.as_str()) {
+        let schema = if OPENAI_PATHS.iter().any(|prefix| path.starts_with(prefix)) {
             "OpenAiErrorBody"
         } else {
             "ErrorBody"
