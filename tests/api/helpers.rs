@@ -100,21 +100,7 @@ pub async fn spawn_binary(env: &[(&str, String)]) -> ServiceProcess {
         .kill_on_drop(true)
         .spawn()
         .expect("the session-relay binary runs");
-    // Built before any in-process app installs the crypto provider reqwest needs.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let app = TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        prefix: env
-            .iter()
-            .find(|(name, _)| *name == "SESSION_RELAY_KEY_PREFIX")
-            .map_or_else(|| "sr".to_string(), |(_, prefix)| prefix.clone()),
-        redis_url: None,
-        http: reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client"),
-        key: ACME_KEY.into(),
-    };
+    let app = process_app(port, env);
     for _ in 0..200 {
         if app
             .http
@@ -186,21 +172,7 @@ pub async fn spawn_logged(env: &[(&str, String)]) -> LoggedService {
         .await
         .expect("the binary says where it listens")
         .expect("port");
-    // Built before any in-process app installs the crypto provider reqwest needs.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let app = TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        prefix: env
-            .iter()
-            .find(|(name, _)| *name == "SESSION_RELAY_KEY_PREFIX")
-            .map_or_else(|| "sr".to_string(), |(_, prefix)| prefix.clone()),
-        redis_url: None,
-        http: reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client"),
-        key: ACME_KEY.into(),
-    };
+    let app = process_app(port, env);
     LoggedService {
         app,
         process,
@@ -231,6 +203,25 @@ fn listening_port(line: &str) -> Option<u16> {
     value["fields"]["port"]
         .as_u64()
         .and_then(|p| u16::try_from(p).ok())
+}
+
+/// A client of the binary running as a process on `port`, with `ACME_KEY`.
+fn process_app(port: u16, env: &[(&str, String)]) -> TestApp {
+    // Built before any in-process app installs the crypto provider reqwest needs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        prefix: env
+            .iter()
+            .find(|(name, _)| *name == "SESSION_RELAY_KEY_PREFIX")
+            .map_or_else(|| "sr".to_string(), |(_, prefix)| prefix.clone()),
+        redis_url: None,
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client"),
+        key: ACME_KEY.into(),
+    }
 }
 
 /// A response read whole: status, headers and JSON body (`Null` when not JSON).
