@@ -5,7 +5,7 @@
 //! to the log, never to the client.
 
 use actix_web::{
-    HttpRequest, HttpResponse, ResponseError,
+    HttpResponse, ResponseError,
     http::{StatusCode, header},
 };
 use serde::Serialize;
@@ -57,6 +57,12 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("the request body is larger than {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
+    /// The client stopped sending its body; the connection is closed.
+    #[error("the request body was not received in time")]
+    RequestTimeout,
+    /// This client address holds too many open connections; this one is closed.
+    #[error("too many open connections from this address")]
+    TooManyConnections,
     #[error("every model in the chain failed")]
     UpstreamError { attempts: Vec<FailedAttempt> },
     #[error("the request deadline passed before the model answered")]
@@ -71,6 +77,9 @@ pub enum ApiError {
     /// A stream cut short when the shutdown's grace period ended.
     #[error("this server is shutting down; retry and another instance will answer")]
     ShuttingDown,
+    /// The path is served, under other methods (listed in `Allow`).
+    #[error("this path does not accept this method")]
+    MethodNotAllowed { allow: String },
     #[error("this key is over its rate limit")]
     RateLimited { retry_after: u64 },
     #[error("this request could pass the spending cap of the session or key")]
@@ -100,11 +109,14 @@ impl ApiError {
             ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RequestTimeout => "request_timeout",
+            ApiError::TooManyConnections => "too_many_connections",
             ApiError::UpstreamError { .. } => "upstream_error",
             ApiError::UpstreamTimeout => "upstream_timeout",
             ApiError::StoreUnavailable | ApiError::StoreRefusing(_) => "store_unavailable",
             ApiError::RouteNotFound => "not_found",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::RateLimited { .. } => "rate_limit_exceeded",
             ApiError::BudgetExceeded { .. } => "budget_exceeded",
             ApiError::KeyNotFound => "key_not_found",
@@ -123,7 +135,10 @@ impl ApiError {
             ApiError::SessionBusy { retry_after } => json!({ "retry_after": retry_after }),
             ApiError::PayloadTooLarge { limit_bytes } => json!({ "limit_bytes": limit_bytes }),
             ApiError::UpstreamError { attempts } => json!({ "attempts": attempts }),
-            ApiError::StoreUnavailable | ApiError::StoreRefusing(_) | ApiError::ShuttingDown => {
+            ApiError::StoreUnavailable
+            | ApiError::StoreRefusing(_)
+            | ApiError::ShuttingDown
+            | ApiError::TooManyConnections => {
                 json!({ "retry_after": 1 })
             }
             ApiError::RateLimited { retry_after } => json!({ "retry_after": retry_after }),
@@ -131,6 +146,7 @@ impl ApiError {
                 limit_usd,
                 spent_usd,
             } => json!({ "limit_usd": limit_usd, "spent_usd": spent_usd }),
+            ApiError::MethodNotAllowed { allow } => json!({ "allow": allow }),
             _ => json!({}),
         }
     }
@@ -138,9 +154,10 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::SessionBusy { retry_after } => Some(*retry_after),
-            ApiError::StoreUnavailable | ApiError::StoreRefusing(_) | ApiError::ShuttingDown => {
-                Some(1)
-            }
+            ApiError::StoreUnavailable
+            | ApiError::StoreRefusing(_)
+            | ApiError::ShuttingDown
+            | ApiError::TooManyConnections => Some(1),
             ApiError::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
@@ -178,10 +195,14 @@ impl ResponseError for ApiError {
             ApiError::SessionNotFound | ApiError::RouteNotFound | ApiError::KeyNotFound => {
                 StatusCode::NOT_FOUND
             }
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyConnections => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
             ApiError::SessionBusy { .. } | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UpstreamError { .. } => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -199,6 +220,16 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let Some(seconds) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response.insert_header((header::ALLOW, allow.as_str()));
+        }
+        // The rest of a stalled body may still come: the connection cannot be reused.
+        if matches!(
+            self,
+            ApiError::RequestTimeout | ApiError::TooManyConnections
+        ) {
+            response.force_close();
         }
         response.json(self.body())
     }
@@ -233,14 +264,4 @@ impl From<StoreError> for ApiError {
             StoreError::Corrupt(cause) => ApiError::Internal(format!("store data: {cause}")),
         }
     }
-}
-
-/// Turns a serde error into `invalid_request`, naming the field at fault when serde knows it.
-pub fn from_json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    crate::domain::error::from_json_error(err).into()
-}
-
-/// Default handler for paths no route matches.
-pub async fn route_not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::RouteNotFound)
 }

@@ -1,25 +1,33 @@
 //! Prometheus metrics and the per-request timing behind `Server-Timing`.
 //!
-//! Labels stay low-cardinality on purpose: route patterns (`/v1/sessions/{id}`), model
-//! names, status codes — never a session id, user id or key.
+//! Every label comes from a closed set, so no request can add a value: route patterns
+//! (`/v1/sessions/{id}`, and `unmatched` for any other path), the registered methods (any
+//! other token is `other`), model names, status codes — never a session id, user id or key.
 
 use std::{
+    net::TcpListener,
     sync::{
-        Arc, OnceLock,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use actix_web::{
-    Error,
+    App, Error, HttpResponse, HttpServer,
     body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
+    dev::{Server, ServiceRequest, ServiceResponse},
+    http::{
+        Method,
+        header::{HeaderName, HeaderValue},
+    },
     middleware::Next,
+    web,
 };
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::{domain::message::Role, error::ApiError, store::Store};
 
 /// Installs the recorder once per process (a second install would fail; tests build many
 /// apps in one process) and keeps its histograms trimmed.
@@ -46,6 +54,68 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             Some(handle)
         })
         .as_ref()
+}
+
+/// The Prometheus text of `GET /metrics`. A scrape also starts a recount of the live
+/// sessions when the last one is older than [`LIVE_SESSIONS_EVERY`]: the next scrape shows it.
+pub fn exposition(store: &Arc<dyn Store>) -> HttpResponse {
+    recount_live_sessions(store);
+    let body = handle().map(|h| h.render()).unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(body)
+}
+
+/// How stale `sessions_live` may get while someone scrapes. Counting scans the store
+/// (Redis: one `SCAN` round trip per thousand keys), so it runs only when scraped, in the
+/// background, one count at a time.
+pub const LIVE_SESSIONS_EVERY: Duration = Duration::from_secs(15);
+
+fn recount_live_sessions(store: &Arc<dyn Store>) {
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let Ok(mut last) = LAST.lock() else {
+        return;
+    };
+    if last.is_some_and(|at| at.elapsed() < LIVE_SESSIONS_EVERY) {
+        return;
+    }
+    *last = Some(Instant::now());
+    let store = store.clone();
+    tokio::spawn(async move {
+        match store.count_sessions().await {
+            Ok(live) => gauge!("sessions_live").set(live as f64),
+            Err(err) => tracing::debug!(%err, "live sessions not counted"),
+        }
+    });
+}
+
+/// The turns a send stored: `messages_total` by role (imports count theirs in
+/// `messages_imported_total`).
+pub fn record_turns_stored(roles: impl Iterator<Item = Role>) {
+    for role in roles {
+        counter!("messages_total", "role" => role.as_str()).increment(1);
+    }
+}
+
+/// The server of `server.metrics_listen`: `GET /metrics` and nothing else, on one worker,
+/// so the scrape address can sit on a private interface apart from the API.
+pub fn serve(listener: TcpListener, store: Arc<dyn Store>) -> std::io::Result<Server> {
+    let server = HttpServer::new(move || {
+        let store = store.clone();
+        App::new()
+            .route(
+                "/metrics",
+                web::get().to(move || std::future::ready(exposition(&store))),
+            )
+            .default_service(web::to(async || {
+                Err::<HttpResponse, _>(ApiError::RouteNotFound)
+            }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
 }
 
 /// Seconds; fine at the low end, where the service's own overhead lives.
@@ -119,13 +189,13 @@ pub async fn track(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let timings = Arc::new(Timings::default());
     let started = Instant::now();
     let mut response = TIMINGS.scope(timings.clone(), next.call(req)).await?;
     let total = started.elapsed();
     let status = response.status().as_u16().to_string();
-    counter!("http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    counter!("http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     histogram!("http_request_duration_seconds", "route" => route, "method" => method)
         .record(total.as_secs_f64());
@@ -146,6 +216,24 @@ pub async fn track(
             .insert(HeaderName::from_static("server-timing"), value);
     }
     Ok(response)
+}
+
+/// Methods a route may be registered under; any other token a client sends is `other`, so
+/// no request can add a label value (each would cost memory and `/metrics` text for good).
+pub fn method_label(method: &Method) -> &'static str {
+    static KNOWN: [Method; 7] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
 }
 
 fn millis(d: Duration) -> f64 {

@@ -6,14 +6,13 @@
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use actix_web::{App, HttpServer, dev::Server, middleware, web};
+use actix_web::{App, HttpServer, dev::Server, http::KeepAlive, middleware, web};
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 
 use crate::{
     auth::KeyRing,
     config::Settings,
-    error::route_not_found,
     llm::{HttpClient, registry::ModelRegistry, router::Router},
     per_thread::PerThread,
     routes,
@@ -38,6 +37,8 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    /// `server.metrics_listen`: `/metrics` on an address of its own.
+    metrics: Option<Server>,
     state: web::Data<AppState>,
     shutdown: ShutdownTrigger,
 }
@@ -54,19 +55,21 @@ impl Application {
         let keys = KeyRing::from_settings(&settings.auth);
         if keys.is_loopback_mode() {
             tracing::warn!(
-                "no API keys configured: serving loopback clients only, as tenant `default`"
+                "LOOPBACK MODE: no API key is configured, so every client connecting from this machine is served, as tenant `default`, with no key. A reverse proxy, sidecar or tunnel on this host makes every client local: configure a key (SESSION_RELAY_API_KEY, [[auth.keys]] or SESSION_RELAY_ADMIN_KEY) before putting anything in front of this service"
             );
         }
         let models = ModelRegistry::from_settings(&settings, &http);
         crate::domain::tokens::TokenCounter::warm_up(models.tokenizers());
         let router = Router::new(&settings.routing, models.names());
-        let addr = settings.server.listen.clone();
-        let listener =
-            TcpListener::bind(&addr).map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = bind(&settings.server.listen)?;
         let port = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: settings.server.listen.clone(),
             source,
         })?;
+        let metrics = match &settings.server.metrics_listen {
+            Some(addr) => Some(bind(addr)?),
+            None => None,
+        };
         let state = web::Data::new(AppState {
             settings,
             store,
@@ -79,9 +82,18 @@ impl Application {
         });
         (state.usage_backlog.clone()).retry_in_background(state.store.clone());
         let server = run(listener, state.clone())?;
+        let store = state.store.clone();
+        let metrics = metrics
+            .map(|listener| crate::metrics::serve(listener, store))
+            .transpose()
+            .map_err(|source| StartupError::Bind {
+                addr: "metrics listener".into(),
+                source,
+            })?;
         Ok(Application {
             port: port.port(),
             server,
+            metrics,
             state,
             shutdown: ShutdownTrigger::default(),
         })
@@ -113,8 +125,16 @@ impl Application {
             grace,
         );
         let drainer = tokio::spawn(drain);
+        let metrics = self.metrics.map(|server| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
         let result = self.server.await;
         drainer.abort();
+        if let Some(metrics) = metrics {
+            metrics.stop(true).await;
+        }
         let store = self.state.store.as_ref();
         self.state.leases.release_all(store).await;
         // One last try for usage the store refused; what it still refuses is logged lost.
@@ -124,39 +144,60 @@ impl Application {
     }
 }
 
+fn bind(addr: &str) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr).map_err(|source| StartupError::Bind {
+        addr: addr.to_string(),
+        source,
+    })
+}
+
 fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, StartupError> {
     let max_body = state.settings.server.max_body_bytes;
     let grace = state.settings.server.shutdown_grace_seconds;
+    let server = &state.settings.server;
+    let peers = routes::connections::PeerConnections::new(server.max_connections_per_peer);
+    let keep_alive = match server.keep_alive_seconds {
+        0 => KeepAlive::Disabled,
+        seconds => KeepAlive::Timeout(Duration::from_secs(seconds)),
+    };
+    let client_request_timeout = Duration::from_millis(server.client_request_timeout_ms);
+    let client_disconnect_timeout = Duration::from_millis(server.client_disconnect_timeout_ms);
     let workers = match state.settings.server.workers {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
     let server = HttpServer::new(move || {
         let cors = routes::cors::cors(&state.settings.server.cors_allowed_origins);
-        let (app, api) = App::new()
+        let (app, mut api) = App::new()
             .into_utoipa_app()
             .openapi(routes::docs::base())
             .configure(routes::configure)
             .split_for_parts();
+        routes::docs::complete(&mut api);
         app.app_data(state.clone())
             .app_data(web::Data::new(routes::docs::Document::new(&api)))
-            .service(routes::docs::openapi_json)
-            .service(routes::docs::page)
+            .app_data(web::Data::new(routes::fallback::KnownPaths::from_openapi(
+                &api,
+            )))
             .app_data(web::PayloadConfig::new(max_body))
-            .app_data(routes::extract::query_config())
             .wrap(middleware::Condition::new(
                 cors.is_some(),
                 cors.unwrap_or_default(),
             ))
             .wrap(middleware::from_fn(routes::auth::authenticate_first))
+            .wrap(middleware::from_fn(routes::connections::bounded))
             .wrap(middleware::from_fn(crate::metrics::track))
             .wrap(middleware::from_fn(routes::extract::request_id_header))
             .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
-            .default_service(web::to(route_not_found))
+            .default_service(web::to(routes::fallback::unrouted))
     })
     .workers(workers)
     // Answers and stream events go out as soon as they are written.
     .tcp_nodelay(true)
+    .keep_alive(keep_alive)
+    .client_request_timeout(client_request_timeout)
+    .client_disconnect_timeout(client_disconnect_timeout)
+    .on_connect(move |conn, data| peers.on_connect(conn, data))
     .disable_signals()
     .shutdown_timeout(grace + shutdown::STREAM_FAREWELL.as_secs())
     .listen(listener)

@@ -9,10 +9,10 @@ use std::{
 };
 
 use super::{
-    Args,
     client::Endpoint,
     progress::{Counts, Progress},
 };
+use crate::config::args::ExportArgs;
 
 pub struct Options {
     /// `["sessions", id]` or `["users", id]`.
@@ -20,21 +20,17 @@ pub struct Options {
     out: Option<PathBuf>,
 }
 
-impl Options {
-    pub fn from_args(args: &Args) -> Result<Options, String> {
-        args.only(&["session", "user", "out", "url", "key"])?;
-        if !args.positional().is_empty() {
-            return Err("export takes no positional argument".into());
-        }
-        let what = match (args.flag("session"), args.flag("user")) {
-            (Some(id), None) => ["sessions".to_string(), id.to_string()],
-            (None, Some(id)) => ["users".to_string(), id.to_string()],
-            _ => return Err("export needs exactly one of --session ID and --user ID".into()),
+impl From<ExportArgs> for Options {
+    fn from(args: ExportArgs) -> Options {
+        // clap lets exactly one of the two through.
+        let what = match (args.session, args.user) {
+            (Some(id), _) => ["sessions".to_string(), id],
+            (None, user) => ["users".to_string(), user.unwrap_or_default()],
         };
-        Ok(Options {
+        Options {
             what,
-            out: args.flag("out").map(PathBuf::from),
-        })
+            out: args.out,
+        }
     }
 }
 

@@ -10,8 +10,9 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 use futures_util::{StreamExt, stream::FuturesOrdered};
 use serde_json::Value;
 
+use crate::config::args::ImportArgs;
+
 use super::{
-    Args,
     batches::{Batch, Reader},
     client::{self, Attempt, Endpoint},
     progress::{Counts, Progress as Bar},
@@ -27,38 +28,17 @@ pub struct Options {
     retries: u32,
 }
 
-impl Options {
-    pub fn from_args(args: &Args) -> Result<Options, String> {
-        args.only(&[
-            "mode",
-            "url",
-            "key",
-            "batch-lines",
-            "batch-bytes",
-            "concurrency",
-            "retries",
-        ])?;
-        let [file] = args.positional() else {
-            return Err("import takes one FILE".into());
-        };
-        let mode = args.flag("mode").unwrap_or("create").to_string();
-        if !matches!(mode.as_str(), "create" | "append" | "replace") {
-            return Err(format!("--mode: `{mode}` is not create, append or replace"));
+impl From<ImportArgs> for Options {
+    fn from(args: ImportArgs) -> Options {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Options {
+            file: args.file,
+            mode: args.mode.as_str().to_string(),
+            batch_lines: size(args.batch_lines),
+            batch_bytes: size(args.batch_bytes),
+            concurrency: size(args.concurrency),
+            retries: args.retries,
         }
-        let positive = |name: &str, default: u64| match args.number(name, default)? {
-            0 => Err(format!("--{name}: must be at least 1")),
-            n => Ok(n),
-        };
-        Ok(Options {
-            file: PathBuf::from(file),
-            mode,
-            batch_lines: positive("batch-lines", 1000)? as usize,
-            batch_bytes: positive("batch-bytes", 4 << 20)? as usize,
-            // Three: while one batch waits on the server's writes, two keep its cores busy
-            // (two left a fifth of a 2-core machine idle in the import benchmark).
-            concurrency: positive("concurrency", 3)? as usize,
-            retries: u32::try_from(args.number("retries", 8)?).unwrap_or(u32::MAX),
-        })
     }
 }
 

@@ -1,6 +1,6 @@
 use serde::Deserialize;
 
-use super::{ConfigError, Secret};
+use super::ConfigError;
 
 /// `[import]`: bounds of `POST /v1/sessions/import`. NDJSON bodies stream, so these bound
 /// one request and one item, not the memory an import of any size needs.
@@ -61,23 +61,6 @@ impl ImportSettings {
         match positive.iter().find(|(_, value)| *value == 0) {
             Some((name, _)) => Err(ConfigError(format!("import.{name}: must be at least 1"))),
             None => Ok(()),
-        }
-    }
-}
-
-/// What the `import` / `export` subcommands take from the environment when no flag says.
-#[derive(Debug, Clone, Default)]
-pub struct ClientSettings {
-    pub url: Option<String>,
-    pub api_key: Option<Secret>,
-}
-
-impl ClientSettings {
-    pub fn from_env() -> ClientSettings {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        ClientSettings {
-            url: var("SESSION_RELAY_URL"),
-            api_key: var("SESSION_RELAY_API_KEY").map(Secret::new),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! already resolved (secrets read from the variables the file names) and validated, so a
 //! bad configuration fails at startup with a message naming the field, never later.
 
+pub mod args;
 mod import;
 mod routing;
 mod sections;
@@ -12,7 +13,7 @@ use std::{collections::HashMap, fmt, path::Path};
 
 use serde::Deserialize;
 
-pub use import::{ClientSettings, ImportSettings};
+pub use import::ImportSettings;
 pub use routing::RoutingSettings;
 pub use sections::*;
 use sections::{default_context_tokens, validate_origins};
@@ -61,6 +62,7 @@ pub struct ConfigError(String);
 const OVERRIDES: &[(&str, &str)] = &[
     ("SESSION_RELAY_LISTEN", "server.listen"),
     ("SESSION_RELAY_MAX_BODY_BYTES", "server.max_body_bytes"),
+    ("SESSION_RELAY_METRICS_LISTEN", "server.metrics_listen"),
     ("REDIS_URL", "store.redis_url"),
     ("SESSION_RELAY_KEY_PREFIX", "store.key_prefix"),
     ("SESSION_RELAY_DEFAULT_MODEL", "sessions.default_model"),
@@ -170,11 +172,30 @@ impl Settings {
         self.auth.validate()?;
         validate_origins(&self.server.cors_allowed_origins)?;
         let fail = |msg: String| Err(ConfigError(msg));
-        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
-            return fail(format!(
-                "server.listen: `{}` is not host:port",
-                self.server.listen
-            ));
+        let listens = [
+            ("listen", Some(&self.server.listen)),
+            ("metrics_listen", self.server.metrics_listen.as_ref()),
+        ];
+        for (field, value) in listens {
+            if let Some(addr) = value
+                && addr.parse::<std::net::SocketAddr>().is_err()
+            {
+                return fail(format!("server.{field}: `{addr}` is not host:port"));
+            }
+        }
+        if self.server.metrics_listen.as_ref() == Some(&self.server.listen) {
+            return fail("server.metrics_listen: must differ from server.listen".into());
+        }
+        let timeouts = [
+            (
+                "client_request_timeout_ms",
+                self.server.client_request_timeout_ms,
+            ),
+            ("body_idle_timeout_ms", self.server.body_idle_timeout_ms),
+            ("body_timeout_ms", self.server.body_timeout_ms),
+        ];
+        if let Some((field, _)) = timeouts.iter().find(|(_, ms)| *ms == 0) {
+            return fail(format!("server.{field}: must be at least 1"));
         }
         if self.store.key_prefix.is_empty()
             || !self
@@ -201,6 +222,7 @@ impl Settings {
                 ));
             }
         }
+        validate_model_names(&self.models)?;
         for (i, model) in self.models.iter().enumerate() {
             if !self.providers.iter().any(|p| p.name == model.provider) {
                 return fail(format!(
@@ -247,6 +269,29 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Every name and alias a client may send must name one model only.
+fn validate_model_names(models: &[ModelSettings]) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, model) in models.iter().enumerate() {
+        if !seen.insert(model.name.as_str()) {
+            return Err(ConfigError(format!(
+                "models[{i}].name: `{}` is configured twice",
+                model.name
+            )));
+        }
+    }
+    for (i, model) in models.iter().enumerate() {
+        for alias in &model.aliases {
+            if !seen.insert(alias.as_str()) {
+                return Err(ConfigError(format!(
+                    "models[{i}].aliases: `{alias}` already names a model or another alias"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Tenant and key names: short, printable, safe inside Redis keys and logs.

@@ -23,6 +23,25 @@ pub struct ServerSettings {
     /// Browser origins allowed to call the API (CORS), e.g. `https://app.example.com`;
     /// `*` allows any. Empty: no CORS headers at all.
     pub cors_allowed_origins: Vec<String>,
+    /// A separate address for `GET /metrics` (e.g. on a private interface); when set, the
+    /// main listener no longer serves it.
+    pub metrics_listen: Option<String>,
+    /// How long a client has to send a request's head once connected (or once its
+    /// previous request ended); then the connection is closed.
+    pub client_request_timeout_ms: u64,
+    /// How long a closing connection may take to shut down cleanly.
+    pub client_disconnect_timeout_ms: u64,
+    /// How long an idle keep-alive connection stays open.
+    pub keep_alive_seconds: u64,
+    /// The longest silence while a request body is being read (uploads included); a
+    /// stalled upload is answered 408 and its connection closed.
+    pub body_idle_timeout_ms: u64,
+    /// Bound on reading a whole JSON body (every route but the streamed import).
+    pub body_timeout_ms: u64,
+    /// Open connections one client address may hold; past it, a request is refused with
+    /// 429 and its connection closed. Behind a reverse proxy every client shares the
+    /// proxy's address: raise it, or 0 turns the bound off.
+    pub max_connections_per_peer: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +221,13 @@ impl Default for ServerSettings {
             drain_delay_ms: 0,
             upstream_connect_timeout_ms: 3000,
             cors_allowed_origins: Vec::new(),
+            metrics_listen: None,
+            client_request_timeout_ms: 5000,
+            client_disconnect_timeout_ms: 1000,
+            keep_alive_seconds: 5,
+            body_idle_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_connections_per_peer: 256,
         }
     }
 }

@@ -18,16 +18,18 @@ use crate::{
     store::{Commit, CommitOutcome},
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SendResponse {
     pub session_id: String,
     pub message_id: String,
     pub assistant_message: String,
     /// The calls the answer makes; the next send brings their results.
+    #[schema(value_type = Vec<Object>)]
     pub tool_calls: Vec<ToolCall>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
     /// OpenAI's words: `stop`, `length`, `tool_calls`, `content_filter`.
+    #[schema(value_type = String)]
     pub finish_reason: &'static str,
     pub model_used: String,
     pub fallback_count: usize,
@@ -36,14 +38,14 @@ pub struct SendResponse {
     pub context: ContextReport,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenUsage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub total_tokens: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ContextReport {
     pub messages: usize,
     pub tokens: u32,
@@ -158,6 +160,7 @@ pub async fn finish(
     match outcome? {
         CommitOutcome::Committed => {
             prepared.lease.committed();
+            crate::metrics::record_turns_stored(commit.turns.iter().map(|t| t.message.role));
             Ok(response)
         }
         // Deleted or expired while the model answered: the reply is dropped, not stored.

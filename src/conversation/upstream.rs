@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
 
 use crate::{
+    domain::session::UNKNOWN_MODEL,
     error::{ApiError, FailedAttempt},
     llm::{
         ProviderError,
@@ -67,11 +68,7 @@ pub fn answering(chain: &[Arc<Model>], index: usize) -> Result<Arc<Model>, ApiEr
 }
 
 pub fn known_model(state: &AppState, name: &str) -> Result<Arc<Model>, ApiError> {
-    state
-        .models
-        .get(name)
-        .cloned()
-        .ok_or_else(|| ApiError::invalid("model", format!("unknown model `{name}`")))
+    (state.models.get(name).cloned()).ok_or_else(|| ApiError::invalid("model", UNKNOWN_MODEL))
 }
 
 /// The models a call tries, in order: `primary`, then `fallbacks` — or, when that names

@@ -9,7 +9,7 @@ use crate::domain::{
     tools::{FunctionCall, ToolCall},
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
@@ -207,10 +207,12 @@ impl Serialize for Turn {
 
 /// A stored turn as the API shows it: its id, the message in OpenAI's shape, when it was
 /// written and what it costs.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TurnView<'a> {
     pub id: &'a str,
+    /// OpenAI's message fields (`role`, `content`, `tool_calls`, …), side by side with these.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub message: &'a Message,
     pub created_at: DateTime<Utc>,
     pub tokens: u32,

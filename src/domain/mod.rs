@@ -5,6 +5,7 @@ pub mod context;
 pub mod error;
 pub mod export;
 pub mod ids;
+pub mod json;
 pub mod message;
 pub mod params;
 pub mod session;

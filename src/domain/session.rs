@@ -64,48 +64,67 @@ pub struct StoredSession {
 }
 
 /// `POST /v1/sessions`: every field optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     pub model: Option<String>,
+    #[schema(max_items = 8)]
     pub fallback_models: Option<Vec<String>>,
     pub system_prompt: Option<String>,
+    #[schema(minimum = 1, maximum = 100_000)]
     pub context_window: Option<u32>,
+    #[schema(minimum = 1)]
     pub max_context_tokens: Option<u32>,
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
+    #[schema(minimum = 1)]
     pub ttl_seconds: Option<u64>,
     pub user_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
+    #[schema(minimum = 0)]
     pub max_cost_usd: Option<f64>,
+    #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Vec<Tool>>,
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
 }
 
 /// `PATCH /v1/sessions/{id}`: absent leaves a field alone, `null` clears a nullable one.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchSession {
     pub model: Option<String>,
     pub fallback_models: Option<Vec<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     pub system_prompt: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
     pub context_window: Option<Option<u32>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
     pub max_context_tokens: Option<Option<u32>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
     pub max_tokens: Option<Option<u32>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<f32>)]
     pub temperature: Option<Option<f32>>,
     pub ttl_seconds: Option<u64>,
     /// Merged into the existing metadata; a `null` value removes that key.
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<f64>)]
     pub max_cost_usd: Option<Option<f64>>,
     /// Replaces the session's tools; `[]` removes them.
+    #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Vec<Tool>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<Option<ResponseFormat>>,
 }
 
@@ -127,6 +146,10 @@ pub struct Limits<'a> {
     pub max_ttl_seconds: u64,
     pub models: &'a dyn ModelCatalog,
 }
+
+/// What an unknown model name is told; the name itself is not quoted back (it is request
+/// content, and may be anything).
+pub const UNKNOWN_MODEL: &str = "not a configured model name or alias (GET /v1/models lists them)";
 
 const MAX_SYSTEM_PROMPT_BYTES: usize = 64 * 1024;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -171,10 +194,7 @@ impl SessionConfig {
     /// Checks every rule a session's settings must follow, naming the first field at fault.
     pub fn validate(&self, limits: &Limits) -> Result<(), DomainError> {
         let Some(context_tokens) = limits.models.context_tokens(&self.model) else {
-            return Err(DomainError::invalid(
-                "model",
-                format!("unknown model `{}`", self.model),
-            ));
+            return Err(DomainError::invalid("model", UNKNOWN_MODEL));
         };
         if self.fallback_models.len() > MAX_FALLBACKS {
             return Err(DomainError::invalid(
@@ -182,14 +202,14 @@ impl SessionConfig {
                 format!("at most {MAX_FALLBACKS} models"),
             ));
         }
-        if let Some(unknown) = self
+        if let Some(i) = self
             .fallback_models
             .iter()
-            .find(|m| limits.models.context_tokens(m).is_none())
+            .position(|m| limits.models.context_tokens(m).is_none())
         {
             return Err(DomainError::invalid(
-                "fallback_models",
-                format!("unknown model `{unknown}`"),
+                format!("fallback_models[{i}]"),
+                UNKNOWN_MODEL,
             ));
         }
         if self
@@ -301,9 +321,10 @@ pub fn nano_usd_to_usd(nano: u64) -> f64 {
 }
 
 /// The session object of the contract.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub session_id: String,
+    /// Always `session`.
     pub object: &'static str,
     pub model: String,
     pub fallback_models: Vec<String>,
@@ -314,9 +335,12 @@ pub struct SessionView {
     pub temperature: Option<f32>,
     pub ttl_seconds: u64,
     pub user_id: Option<String>,
+    #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     pub max_cost_usd: Option<f64>,
+    #[schema(value_type = Vec<Object>)]
     pub tools: Vec<Tool>,
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
@@ -325,7 +349,7 @@ pub struct SessionView {
     pub usage: UsageView,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageView {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,

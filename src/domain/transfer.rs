@@ -11,14 +11,15 @@ use serde_json::{Map, Value};
 
 use crate::domain::{
     content::Content,
-    error::{DomainError, from_json_error},
+    error::DomainError,
+    json,
     message::{Message, Role},
     session::{Limits, SessionConfig, is_session_id},
     tools::{ResponseFormat, Tool, ToolCall},
 };
 
 /// `?mode=` of an import.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImportMode {
     /// A new session; an id that is taken is an error for that item.
@@ -50,7 +51,7 @@ impl ImportMode {
 }
 
 /// One session as imported.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionRecord {
     pub session_id: Option<String>,
@@ -63,9 +64,12 @@ pub struct SessionRecord {
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
     pub ttl_seconds: Option<u64>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
     pub max_cost_usd: Option<f64>,
+    #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Vec<Tool>>,
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
     #[serde(default, deserialize_with = "rfc3339")]
     pub created_at: Option<DateTime<Utc>>,
@@ -75,14 +79,17 @@ pub struct SessionRecord {
 
 /// A turn as exported: OpenAI's message fields, and when it was written. Exports of the
 /// first format (`role`, text `content`, `created_at`) read as they are.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRecord {
     pub role: Role,
+    /// Text, or OpenAI's content parts.
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub content: Content,
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub tool_calls: Vec<ToolCall>,
     pub tool_call_id: Option<String>,
     pub refusal: Option<String>,
@@ -121,7 +128,7 @@ fn rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::
     };
     DateTime::parse_from_rfc3339(&text)
         .map(|t| Some(t.with_timezone(&Utc)))
-        .map_err(|_| serde::de::Error::custom(format!("`{text}` is not an RFC 3339 timestamp")))
+        .map_err(|_| serde::de::Error::custom("not an RFC 3339 timestamp"))
 }
 
 /// What validation of one item needs to know.
@@ -147,21 +154,10 @@ pub struct ValidItem {
 /// Decodes one item. The fast decoder runs first; only a failure is decoded again with
 /// path tracking, so that the error names the field (`messages[3].role`).
 pub fn parse_record(bytes: &[u8]) -> Result<SessionRecord, DomainError> {
-    match serde_json::from_slice(bytes) {
-        Ok(record) => Ok(record),
-        Err(_) => {
-            let mut de = serde_json::Deserializer::from_slice(bytes);
-            let err = match serde_path_to_error::deserialize::<_, SessionRecord>(&mut de) {
-                Ok(_) => return serde_json::from_slice(bytes).map_err(syntax_error),
-                Err(err) => err,
-            };
-            Err(from_json_error(err).prefixed())
-        }
+    match json::decode_fast(bytes) {
+        Some(record) => Ok(record),
+        None => json::decode(bytes).map_err(DomainError::prefixed),
     }
-}
-
-fn syntax_error(err: serde_json::Error) -> DomainError {
-    DomainError::malformed(format!("malformed JSON: {err}"))
 }
 
 /// Checks one decoded item against the rules of its mode, naming the first field at fault.

@@ -36,6 +36,8 @@ pub struct ModelRegistry {
     aliases: HashMap<String, String>,
     /// Canonical names in configuration order, for `/v1/models`.
     order: Vec<String>,
+    /// Aliases in configuration order, listed after the names.
+    alias_order: Vec<String>,
 }
 
 impl ModelRegistry {
@@ -49,6 +51,7 @@ impl ModelRegistry {
             models: HashMap::new(),
             aliases: HashMap::new(),
             order: Vec::new(),
+            alias_order: Vec::new(),
         };
         for m in &settings.models {
             // Validation guarantees the provider exists; skipping keeps this panic-free.
@@ -78,6 +81,7 @@ impl ModelRegistry {
         };
         for alias in &m.aliases {
             self.aliases.insert(alias.clone(), m.name.clone());
+            self.alias_order.push(alias.clone());
         }
         self.order.push(m.name.clone());
         self.models.insert(m.name.clone(), Arc::new(model));
@@ -89,8 +93,17 @@ impl ModelRegistry {
         self.models.get(canonical)
     }
 
+    /// Canonical names, in configuration order.
     pub fn names(&self) -> &[String] {
         &self.order
+    }
+
+    /// Every name a request may use: the canonical names, then the aliases.
+    pub fn accepted_names(&self) -> impl Iterator<Item = &str> {
+        self.order
+            .iter()
+            .chain(&self.alias_order)
+            .map(String::as_str)
     }
 
     pub fn tokenizers(&self) -> impl Iterator<Item = Tokenizer> + '_ {

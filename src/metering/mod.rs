@@ -67,6 +67,68 @@ pub async fn take_request(state: &AppState, caller: &Caller) -> Result<(), ApiEr
     refused(outcome, None).map_or(Ok(()), Err)
 }
 
+/// What `GET /v1/status` tells a caller about its own key.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct KeyStatus {
+    pub key_id: String,
+    pub name: String,
+    pub tenant: String,
+    pub rate_limit_rpm: Option<u32>,
+    pub rate_limit_tpm: Option<u32>,
+    pub daily_budget_usd: Option<f64>,
+    pub today: DayStatus,
+}
+
+/// The key's spending on the current UTC day.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DayStatus {
+    pub day: String,
+    /// What answered requests cost today (for a key with a daily budget, as the budget
+    /// counts it).
+    pub spent_usd: f64,
+    /// The worst case of this key's requests still in flight, held against the budget.
+    pub reserved_usd: f64,
+    /// What the budget still allows: limit − spent − reserved; `None` without a budget.
+    pub remaining_usd: Option<f64>,
+}
+
+/// The caller's limits and today's spend. A key with a daily budget is read from its
+/// budget counter (the figure the budget check uses); any other from today's usage.
+pub async fn key_status(state: &AppState, caller: &Caller) -> Result<KeyStatus, ApiError> {
+    let day = today();
+    let limits = caller.limits;
+    let (spent, reserved) = match limits.daily_budget_nano_usd {
+        Some(_) => {
+            let spend = state.store.day_spend(&caller.key_id, &day).await?;
+            (spend.spent, spend.reserved)
+        }
+        None => {
+            let rows = state
+                .store
+                .usage(&caller.tenant, std::slice::from_ref(&day))
+                .await?;
+            let own = rows.iter().filter(|row| row.key_id == caller.key_id);
+            (own.map(|row| row.cost_nano_usd).sum(), 0)
+        }
+    };
+    let remaining = (limits.daily_budget_nano_usd)
+        .map(|budget| nano_usd_to_usd(budget.saturating_sub(spent).saturating_sub(reserved)));
+    Ok(KeyStatus {
+        key_id: caller.key_id.clone(),
+        name: caller.key_name.clone(),
+        tenant: caller.tenant.clone(),
+        rate_limit_rpm: limits.rpm,
+        rate_limit_tpm: limits.tpm,
+        daily_budget_usd: limits.daily_budget_nano_usd.map(nano_usd_to_usd),
+        today: DayStatus {
+            day,
+            spent_usd: nano_usd_to_usd(spent),
+            reserved_usd: nano_usd_to_usd(reserved),
+            remaining_usd: remaining,
+        },
+    })
+}
+
 /// The most a call may use: the prompt as counted plus every completion token reserved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Estimate {

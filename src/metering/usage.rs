@@ -11,7 +11,7 @@ use crate::{domain::session::nano_usd_to_usd, store::metering::UsageRow};
 /// The longest range one query may cover.
 pub const MAX_DAYS: u64 = 366;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupBy {
     #[default]

@@ -5,10 +5,9 @@
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiQuery};
 use crate::{
     auth::{Admin, api_keys},
     config::is_name,
@@ -24,7 +23,7 @@ pub fn configure(cfg: &mut super::Routes) {
         .service(rotate);
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewKey {
     name: String,
@@ -77,36 +76,69 @@ impl NewKey {
     }
 }
 
-/// A key as the admin API shows it; `plaintext` only when it was just made.
-fn view(record: &KeyRecord, plaintext: Option<&str>, now: DateTime<Utc>) -> Value {
-    let current = record.secrets.iter().rfind(|s| s.retires_at.is_none());
-    let retiring: Vec<Value> = record
-        .secrets
-        .iter()
-        .filter(|s| s.retires_at.is_some_and(|at| at > now))
-        .map(|s| json!({ "prefix": format!("sr_{}", s.prefix), "retires_at": s.retires_at }))
-        .collect();
-    let mut body = json!({
-        "object": "api_key",
-        "key_id": record.key_id,
-        "name": record.name,
-        "tenant": record.tenant,
-        "prefix": current.map(|s| format!("sr_{}", s.prefix)),
-        "rate_limit_rpm": record.rate_limit_rpm,
-        "rate_limit_tpm": record.rate_limit_tpm,
-        "daily_budget_usd": record.daily_budget_usd,
-        "expires_at": record.expires_at,
-        "expired": record.expires_at.is_some_and(|at| at <= now),
-        "created_at": record.created_at,
-        "retiring": retiring,
-    });
-    if let (Some(key), Value::Object(map)) = (plaintext, &mut body) {
-        map.insert("key".into(), key.into());
-    }
-    body
+/// A key as the admin API shows it: never its secret, except in the answer that made it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct KeyView {
+    /// Always `api_key`.
+    object: &'static str,
+    key_id: String,
+    name: String,
+    tenant: String,
+    /// The public prefix of the current secret.
+    prefix: Option<String>,
+    rate_limit_rpm: Option<u32>,
+    rate_limit_tpm: Option<u32>,
+    daily_budget_usd: Option<f64>,
+    expires_at: Option<DateTime<Utc>>,
+    expired: bool,
+    created_at: DateTime<Utc>,
+    /// Secrets replaced by a rotation, still working until `retires_at`.
+    retiring: Vec<Retiring>,
+    /// The plaintext key: in the answer to its creation or rotation only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
 }
 
-#[utoipa::path(tag = "admin", responses((status = 201, description = "See API.md")))]
+#[derive(Serialize, utoipa::ToSchema)]
+struct Retiring {
+    prefix: String,
+    retires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct KeyList {
+    /// Always `list`.
+    object: &'static str,
+    data: Vec<KeyView>,
+}
+
+fn view(record: &KeyRecord, plaintext: Option<&str>, now: DateTime<Utc>) -> KeyView {
+    let current = record.secrets.iter().rfind(|s| s.retires_at.is_none());
+    let retiring = (record.secrets.iter())
+        .filter(|s| s.retires_at.is_some_and(|at| at > now))
+        .map(|s| Retiring {
+            prefix: format!("sr_{}", s.prefix),
+            retires_at: s.retires_at,
+        })
+        .collect();
+    KeyView {
+        object: "api_key",
+        key_id: record.key_id.clone(),
+        name: record.name.clone(),
+        tenant: record.tenant.clone(),
+        prefix: current.map(|s| format!("sr_{}", s.prefix)),
+        rate_limit_rpm: record.rate_limit_rpm,
+        rate_limit_tpm: record.rate_limit_tpm,
+        daily_budget_usd: record.daily_budget_usd,
+        expires_at: record.expires_at,
+        expired: record.expires_at.is_some_and(|at| at <= now),
+        created_at: record.created_at,
+        retiring,
+        key: plaintext.map(str::to_string),
+    }
+}
+
+#[utoipa::path(tag = "admin", request_body = NewKey, responses((status = 201, description = "The key, its plaintext `key` included (this once)", body = KeyView)))]
 #[post("/v1/admin/keys")]
 async fn create(
     state: web::Data<AppState>,
@@ -139,28 +171,33 @@ async fn create(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only the keys of this tenant.
     tenant: Option<String>,
 }
 
-#[utoipa::path(tag = "admin", responses((status = 200, description = "See API.md")))]
+#[utoipa::path(tag = "admin", params(ListQuery), responses((status = 200, description = "Every key, oldest first, without secrets", body = KeyList)))]
 #[get("/v1/admin/keys")]
 async fn list(
     state: web::Data<AppState>,
     _admin: Admin,
-    query: web::Query<ListQuery>,
+    query: ApiQuery<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let now = Utc::now();
     let mut keys = state.store.list_keys().await?;
     keys.retain(|k| query.tenant.as_ref().is_none_or(|t| &k.tenant == t));
     keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
-    let data: Vec<Value> = keys.iter().map(|k| view(k, None, now)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "object": "list", "data": data })))
+    let data = keys.iter().map(|k| view(k, None, now)).collect();
+    Ok(HttpResponse::Ok().json(KeyList {
+        object: "list",
+        data,
+    }))
 }
 
-#[utoipa::path(tag = "admin", responses((status = 204, description = "See API.md")))]
+#[utoipa::path(tag = "admin", responses((status = 204, description = "Revoked, on every instance within a second")))]
 #[delete("/v1/admin/keys/{key_id}")]
 async fn revoke(
     state: web::Data<AppState>,
@@ -175,7 +212,7 @@ async fn revoke(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Rotation {
     grace_seconds: Option<u64>,
@@ -186,7 +223,7 @@ const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
 /// How often a rotation re-reads and retries when another change got in first.
 const ROTATE_ATTEMPTS: usize = 5;
 
-#[utoipa::path(tag = "admin", responses((status = 200, description = "See API.md")))]
+#[utoipa::path(tag = "admin", request_body = Rotation, responses((status = 200, description = "The key with its new secret (plaintext `key`, this once)", body = KeyView)))]
 #[post("/v1/admin/keys/{key_id}/rotate")]
 async fn rotate(
     state: web::Data<AppState>,

@@ -1,9 +1,8 @@
 //! `POST /v1/sessions/{id}/client_tokens`: a token a browser may hold instead of an API key.
 
 use actix_web::{HttpResponse, post, web};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{extract::ApiJson, owned_session};
 use crate::{
@@ -17,13 +16,25 @@ pub fn configure(cfg: &mut super::Routes) {
     cfg.service(issue);
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TokenRequest {
+    /// Lifetime; default `auth.client_token_ttl_seconds`.
+    #[schema(minimum = 1)]
     ttl_seconds: Option<u64>,
 }
 
-#[utoipa::path(tag = "client tokens", responses((status = 201, description = "See API.md")))]
+/// A token a browser may hold instead of an API key: this session's read and send routes only.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ClientToken {
+    /// Always `client_token`.
+    object: &'static str,
+    session_id: String,
+    token: String,
+    expires_at: DateTime<Utc>,
+}
+
+#[utoipa::path(tag = "client tokens", request_body = TokenRequest, responses((status = 201, description = "The token, shown this once", body = ClientToken)))]
 #[post("/v1/sessions/{id}/client_tokens")]
 async fn issue(
     state: web::Data<AppState>,
@@ -59,10 +70,10 @@ async fn issue(
     if !stored {
         return Err(ApiError::SessionNotFound);
     }
-    Ok(HttpResponse::Created().json(json!({
-        "object": "client_token",
-        "session_id": id.as_str(),
-        "token": issued.token,
-        "expires_at": expires_at,
-    })))
+    Ok(HttpResponse::Created().json(ClientToken {
+        object: "client_token",
+        session_id: id.into_inner(),
+        token: issued.token,
+        expires_at,
+    }))
 }

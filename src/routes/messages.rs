@@ -5,13 +5,13 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{extract::ApiJson, owned_session};
+use super::{docs::ErrorBody, extract::ApiJson, owned_session};
 use crate::{
     auth::Caller,
     conversation::{
         answer,
         context::{Around, assemble, budget, read_tail},
-        send::{SendInput, Started, prepare},
+        send::{SendInput, SendResponse, Started, prepare},
         stream::SessionEvents,
     },
     domain::{
@@ -33,24 +33,46 @@ pub fn configure(cfg: &mut super::Routes) {
 
 /// The new turn as `content` (text or parts, from the user), or as `messages` in OpenAI's
 /// format (the results of the last answer's tool calls, then perhaps a user turn).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SendBody {
+    /// The user's new turn: text, or OpenAI's content parts.
+    #[schema(value_type = Option<Value>)]
     content: Option<Content>,
+    /// Or the new turns in OpenAI's message format (tool results, then perhaps a user turn).
+    #[schema(value_type = Option<Vec<Object>>)]
     messages: Option<Vec<Message>>,
     model: Option<String>,
+    #[schema(minimum = 1)]
     max_tokens: Option<u32>,
+    #[schema(minimum = 0, maximum = 2)]
     temperature: Option<f32>,
     #[serde(default)]
     stream: bool,
     /// This send's tools, instead of the session's (`[]`: none).
+    #[schema(value_type = Option<Vec<Object>>)]
     tools: Option<Vec<Tool>>,
+    #[schema(value_type = Option<Value>)]
     tool_choice: Option<ToolChoice>,
+    #[schema(value_type = Option<Object>)]
     response_format: Option<ResponseFormat>,
     parallel_tool_calls: Option<bool>,
 }
 
-#[utoipa::path(tag = "messages", responses((status = 200, description = "See API.md")))]
+#[utoipa::path(
+    tag = "messages",
+    request_body = SendBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the stored answer is replayed")),
+    responses(
+        (status = 200, description = "The assistant's answer; with `stream: true`, `delta` events then one `done` event carrying this object",
+            content((SendResponse = "application/json"), (String = "text/event-stream"))),
+        (status = 402, description = "A spending cap would be passed (`limit_usd`, `spent_usd`)", body = ErrorBody),
+        (status = 409, description = "Another message is in flight (`session_busy`), or the same Idempotency-Key is (`idempotency_key_in_use`)", body = ErrorBody),
+        (status = 422, description = "This Idempotency-Key came with another body", body = ErrorBody),
+        (status = 502, description = "Every model of the chain failed (`attempts`)", body = ErrorBody),
+        (status = 504, description = "The request deadline passed", body = ErrorBody),
+    )
+)]
 #[post("/v1/sessions/{id}/messages")]
 async fn send(
     state: web::Data<AppState>,
@@ -166,7 +188,18 @@ fn replay(stored: String, streaming: bool) -> HttpResponse {
         .body(body)
 }
 
-#[utoipa::path(tag = "messages", responses((status = 200, description = "See API.md")))]
+/// `GET /v1/sessions/{id}/context`: exactly what the next turn would send upstream.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ContextView {
+    /// In OpenAI's message format, as they would go upstream.
+    #[schema(value_type = Vec<Object>)]
+    messages: Vec<Message>,
+    tokens: u32,
+    budget_tokens: u32,
+    dropped_messages: u64,
+}
+
+#[utoipa::path(tag = "messages", responses((status = 200, description = "The context the next turn would send", body = ContextView)))]
 #[get("/v1/sessions/{id}/context")]
 async fn context(
     state: web::Data<AppState>,
@@ -193,10 +226,10 @@ async fn context(
         instructions: None,
     };
     let assembled = assemble(store, &session, model, &around, history).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "messages": assembled.messages,
-        "tokens": assembled.tokens,
-        "budget_tokens": assembled.budget,
-        "dropped_messages": assembled.dropped,
-    })))
+    Ok(HttpResponse::Ok().json(ContextView {
+        messages: assembled.messages,
+        tokens: assembled.tokens,
+        budget_tokens: assembled.budget,
+        dropped_messages: assembled.dropped,
+    }))
 }

@@ -3,9 +3,11 @@
 mod admin;
 pub mod auth;
 mod client_tokens;
+pub mod connections;
 pub mod cors;
 pub mod docs;
 pub mod extract;
+pub mod fallback;
 mod health;
 mod messages;
 mod openai;
@@ -42,6 +44,7 @@ pub fn configure(cfg: &mut Routes) {
     usage::configure(cfg);
     client_tokens::configure(cfg);
     playground::configure(cfg);
+    docs::configure(cfg);
 }
 
 /// The caller's session, or 404: unknown, expired, deleted and foreign ids look the same.
@@ -59,11 +62,34 @@ pub(crate) async fn owned_session(
     }
 }
 
-/// `?limit=` shared by the paginated listings.
-pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
-    match limit {
-        None => Ok(50),
-        Some(n @ 1..=1000) => Ok(n),
-        Some(_) => Err(ApiError::invalid("limit", "must be between 1 and 1000")),
+/// `?limit=&after=` of the paginated listings.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// 1 to 1000, default 50.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    after: Option<String>,
+}
+
+/// A page of a listing, oldest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Page<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+    /// The `after` of the next page, while there is one.
+    pub next_cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The page size asked for: 1 to 1000, 50 when unsaid.
+    fn page_size(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(50),
+            Some(n @ 1..=1000) => Ok(n),
+            Some(_) => Err(ApiError::invalid("limit", "must be between 1 and 1000")),
+        }
     }
 }

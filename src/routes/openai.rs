@@ -16,13 +16,12 @@ use std::sync::{Arc, LazyLock};
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::Utc;
-use serde_json::{Value, json};
 
 use self::{
     events::ChunkWriter,
     wire::{Answer, ChatCompletionRequest, Head, completion},
 };
-use super::extract::ApiJson;
+use super::{docs::OpenAiErrorBody, extract::ApiJson};
 use crate::{
     auth::Caller,
     conversation::{
@@ -41,7 +40,19 @@ pub fn configure(cfg: &mut super::Routes) {
 }
 
 /// Extractor failures (auth, body) are taken as values so they too leave in OpenAI's shape.
-#[utoipa::path(tag = "openai-compatible", responses((status = 200, description = "See API.md")))]
+#[utoipa::path(
+    tag = "openai-compatible",
+    request_body = ChatCompletionRequest,
+    params(("X-Session-Id" = Option<String>, Header, description = "Same as the body's `session_id`")),
+    responses(
+        (status = 200, description = "OpenAI's `chat.completion` object; with `stream: true`, its `chat.completion.chunk` events",
+            content((Object = "application/json"), (String = "text/event-stream"))),
+        (status = 402, description = "A spending cap would be passed", body = OpenAiErrorBody),
+        (status = 409, description = "Another message of the session is in flight", body = OpenAiErrorBody),
+        (status = 502, description = "Every model of the chain failed", body = OpenAiErrorBody),
+        (status = 504, description = "The request deadline passed", body = OpenAiErrorBody),
+    )
+)]
 #[post("/v1/chat/completions")]
 async fn chat_completions(
     state: web::Data<AppState>,
@@ -53,7 +64,7 @@ async fn chat_completions(
     let body = body?.value;
     body.validate()?;
     if state.models.get(&body.model).is_none() {
-        return Err(OpenAiError::ModelNotFound(body.model));
+        return Err(OpenAiError::ModelNotFound);
     }
     let response = match session_id(&req, &body)? {
         Some(id) => with_session(state, &caller, &id, body).await?,
@@ -161,24 +172,41 @@ fn head(model: &str) -> Head {
     }
 }
 
-#[utoipa::path(tag = "openai-compatible", responses((status = 200, description = "See API.md")))]
+/// OpenAI's list of models.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ModelList {
+    /// Always `list`.
+    object: &'static str,
+    data: Vec<ModelObject>,
+}
+
+/// One name a request may use: a configured model or an alias.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ModelObject {
+    id: String,
+    /// Always `model`.
+    object: &'static str,
+    /// Models have no creation date here: when this instance first listed them.
+    created: i64,
+    owned_by: &'static str,
+}
+
+#[utoipa::path(tag = "openai-compatible", responses((status = 200, description = "Every name a request may use, aliases included", body = ModelList)))]
 #[get("/v1/models")]
 async fn list_models(
     state: web::Data<AppState>,
     caller: Result<Caller, ApiError>,
 ) -> Result<HttpResponse, OpenAiError> {
     caller?;
-    let data: Vec<Value> = state
-        .models
-        .names()
-        .iter()
-        .map(|n| model_object(n))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "object": "list", "data": data })))
+    let data = state.models.accepted_names().map(model_object).collect();
+    Ok(HttpResponse::Ok().json(ModelList {
+        object: "list",
+        data,
+    }))
 }
 
 /// Model names may contain `/` (`meta-llama/…`): the id is the rest of the path.
-#[utoipa::path(tag = "openai-compatible", responses((status = 200, description = "See API.md")))]
+#[utoipa::path(tag = "openai-compatible", responses((status = 200, description = "The model (or alias)", body = ModelObject)))]
 #[get("/v1/models/{model:.*}")]
 async fn retrieve_model(
     state: web::Data<AppState>,
@@ -186,13 +214,16 @@ async fn retrieve_model(
     name: web::Path<String>,
 ) -> Result<HttpResponse, OpenAiError> {
     caller?;
-    let model =
-        (state.models.get(&name)).ok_or_else(|| OpenAiError::ModelNotFound(name.clone()))?;
-    Ok(HttpResponse::Ok().json(model_object(&model.name)))
+    state.models.get(&name).ok_or(OpenAiError::ModelNotFound)?;
+    Ok(HttpResponse::Ok().json(model_object(&name)))
 }
 
-/// Models have no creation date here; the time this instance first listed them stands in.
-fn model_object(name: &str) -> Value {
+fn model_object(name: &str) -> ModelObject {
     static LISTED: LazyLock<i64> = LazyLock::new(|| Utc::now().timestamp());
-    json!({ "id": name, "object": "model", "created": *LISTED, "owned_by": "session-relay" })
+    ModelObject {
+        id: name.to_string(),
+        object: "model",
+        created: *LISTED,
+        owned_by: "session-relay",
+    }
 }

@@ -31,7 +31,7 @@ fn asset(content_type: &str, body: &'static str) -> HttpResponse {
 
 #[utoipa::path(
     tag = "playground",
-    responses((status = 200, description = "The playground page (HTML)"))
+    responses((status = 200, description = "The playground page", content_type = "text/html", body = String))
 )]
 #[get("/playground")]
 async fn page() -> HttpResponse {
@@ -40,7 +40,7 @@ async fn page() -> HttpResponse {
 
 #[utoipa::path(
     tag = "playground",
-    responses((status = 200, description = "The playground's script"))
+    responses((status = 200, description = "The playground's script", content_type = "text/javascript", body = String))
 )]
 #[get("/playground/playground.js")]
 async fn script() -> HttpResponse {
@@ -49,7 +49,7 @@ async fn script() -> HttpResponse {
 
 #[utoipa::path(
     tag = "playground",
-    responses((status = 200, description = "The playground's stylesheet"))
+    responses((status = 200, description = "The playground's stylesheet", content_type = "text/css", body = String))
 )]
 #[get("/playground/playground.css")]
 async fn style() -> HttpResponse {

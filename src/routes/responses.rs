@@ -284,7 +284,7 @@ fn input_turns(
     request: &mut ResponsesRequest,
 ) -> Result<Vec<Message>, OpenAiError> {
     if state.models.get(&request.model).is_none() {
-        return Err(OpenAiError::ModelNotFound(request.model.clone()));
+        return Err(OpenAiError::ModelNotFound);
     }
     let input = request
         .input

@@ -2,10 +2,13 @@
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::json;
 
-use super::{extract::ApiJson, owned_session, page_limit};
+use super::{
+    Page, PageQuery,
+    docs::ErrorBody,
+    extract::{ApiJson, ApiQuery},
+    owned_session,
+};
 use crate::domain::session::now_ms;
 use crate::{
     auth::Caller,
@@ -37,7 +40,7 @@ pub(crate) fn limits(state: &AppState) -> Limits<'_> {
     }
 }
 
-#[utoipa::path(tag = "sessions", responses((status = 201, description = "See API.md")))]
+#[utoipa::path(tag = "sessions", request_body = CreateSession, responses((status = 201, description = "The new session", body = SessionView)))]
 #[post("/v1/sessions")]
 async fn create(
     state: web::Data<AppState>,
@@ -83,7 +86,7 @@ fn new_config(state: &AppState, caller: &Caller, body: CreateSession) -> Session
     }
 }
 
-#[utoipa::path(tag = "sessions", responses((status = 200, description = "See API.md")))]
+#[utoipa::path(tag = "sessions", responses((status = 200, description = "The session (the TTL is not refreshed)", body = SessionView)))]
 #[get("/v1/sessions/{id}")]
 async fn read(
     state: web::Data<AppState>,
@@ -97,7 +100,10 @@ async fn read(
 /// How often a PATCH re-reads and re-applies itself when another write got in first.
 const PATCH_ATTEMPTS: usize = 5;
 
-#[utoipa::path(tag = "sessions", responses((status = 200, description = "See API.md")))]
+#[utoipa::path(tag = "sessions", request_body = PatchSession, responses(
+    (status = 200, description = "The changed session", body = SessionView),
+    (status = 409, description = "Concurrent changes kept winning", body = ErrorBody),
+))]
 #[patch("/v1/sessions/{id}")]
 async fn change(
     state: web::Data<AppState>,
@@ -139,7 +145,7 @@ pub(crate) async fn update(
     Err(ApiError::SessionBusy { retry_after: 1 })
 }
 
-#[utoipa::path(tag = "sessions", responses((status = 204, description = "See API.md")))]
+#[utoipa::path(tag = "sessions", responses((status = 204, description = "Deleted, every key of it")))]
 #[delete("/v1/sessions/{id}")]
 async fn remove(
     state: web::Data<AppState>,
@@ -155,7 +161,7 @@ async fn remove(
     }
 }
 
-#[utoipa::path(tag = "sessions", responses((status = 200, description = "See API.md")))]
+#[utoipa::path(tag = "sessions", responses((status = 200, description = "The session, its TTL refreshed", body = SessionView)))]
 #[post("/v1/sessions/{id}/touch")]
 async fn touch(
     state: web::Data<AppState>,
@@ -171,22 +177,15 @@ async fn touch(
     Ok(HttpResponse::Ok().json(SessionView::from(session)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PageQuery {
-    limit: Option<usize>,
-    after: Option<String>,
-}
-
-#[utoipa::path(tag = "sessions", responses((status = 200, description = "See API.md")))]
+#[utoipa::path(tag = "sessions", params(PageQuery), responses((status = 200, description = "The history, oldest first", body = Page<TurnView>)))]
 #[get("/v1/sessions/{id}/messages")]
 async fn history(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    query: web::Query<PageQuery>,
+    query: ApiQuery<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = page_limit(query.limit)?;
+    let limit = query.page_size()?;
     let session = owned_session(&state, &caller, &id).await?;
     let bad_cursor = || ApiError::invalid("after", "not a message of this session");
     let (start, skip) = match &query.after {
@@ -212,6 +211,9 @@ async fn history(
         None
     };
     let data: Vec<TurnView> = turns.iter().map(TurnView::from).collect();
-    Ok(HttpResponse::Ok()
-        .json(json!({ "data": data, "has_more": has_more, "next_cursor": next_cursor })))
+    Ok(HttpResponse::Ok().json(Page {
+        data,
+        has_more,
+        next_cursor,
+    }))
 }

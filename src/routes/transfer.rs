@@ -9,14 +9,14 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 
-use super::owned_session;
+use super::{docs::ErrorBody, extract::ApiQuery, owned_session};
 use crate::domain::session::now_ms;
 use crate::{
     auth::Caller,
     domain::{session::is_user_id, transfer::ImportMode},
     error::ApiError,
     state::AppState,
-    transfer::{self, export, idempotency, source::Format},
+    transfer::{self, export, idempotency, items::JsonBody, report::Report, source::Format},
 };
 
 pub fn configure(cfg: &mut super::Routes) {
@@ -25,19 +25,36 @@ pub fn configure(cfg: &mut super::Routes) {
         .service(export_user);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ImportQuery {
+    /// `create` (default: an id that is taken fails its item), `append` or `replace`.
     mode: Option<ImportMode>,
 }
 
-#[utoipa::path(tag = "import", responses((status = 200, description = "Per-item results; see API.md and the README")))]
+#[utoipa::path(
+    tag = "import",
+    params(
+        ImportQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body gets the recorded answer"),
+    ),
+    request_body(content(
+        (JsonBody = "application/json"),
+        (String = "application/x-ndjson"),
+    )),
+    responses(
+        (status = 200, description = "One result per item, in order; each item is all-or-nothing", body = Report),
+        (status = 409, description = "A request with this Idempotency-Key is still in flight", body = ErrorBody),
+        (status = 422, description = "This Idempotency-Key came with another body or mode", body = ErrorBody),
+    )
+)]
 #[post("/v1/sessions/import")]
 async fn import(
     state: web::Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    query: web::Query<ImportQuery>,
+    query: ApiQuery<ImportQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let content_type = req.headers().get(header::CONTENT_TYPE);
@@ -77,7 +94,7 @@ fn ndjson(lines: impl Stream<Item = Result<Bytes, ApiError>> + 'static) -> HttpR
         .streaming(lines)
 }
 
-#[utoipa::path(tag = "import", responses((status = 200, description = "NDJSON, one line per session, in the import format")))]
+#[utoipa::path(tag = "import", responses((status = 200, description = "NDJSON, one line per session, in the import format", content_type = "application/x-ndjson", body = String)))]
 #[get("/v1/sessions/{id}/export")]
 async fn export_session(
     state: web::Data<AppState>,
@@ -94,7 +111,7 @@ async fn export_session(
     )))
 }
 
-#[utoipa::path(tag = "import", responses((status = 200, description = "NDJSON, one line per live session of the user")))]
+#[utoipa::path(tag = "import", responses((status = 200, description = "NDJSON, one line per live session of the user", content_type = "application/x-ndjson", body = String)))]
 #[get("/v1/users/{user_id}/export")]
 async fn export_user(
     state: web::Data<AppState>,

@@ -2,10 +2,8 @@
 
 use actix_web::{HttpResponse, delete, get, web};
 use futures_util::future::try_join_all;
-use serde::Deserialize;
-use serde_json::json;
 
-use super::page_limit;
+use super::{Page, PageQuery, extract::ApiQuery};
 use crate::domain::session::now_ms;
 use crate::{
     auth::Caller,
@@ -16,13 +14,6 @@ use crate::{
 
 pub fn configure(cfg: &mut super::Routes) {
     cfg.service(list).service(logout);
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PageQuery {
-    limit: Option<usize>,
-    after: Option<String>,
 }
 
 fn checked_user(user_id: &str) -> Result<&str, ApiError> {
@@ -36,15 +27,15 @@ fn checked_user(user_id: &str) -> Result<&str, ApiError> {
     }
 }
 
-#[utoipa::path(tag = "users", responses((status = 200, description = "See API.md")))]
+#[utoipa::path(tag = "users", params(PageQuery), responses((status = 200, description = "The user's live sessions", body = Page<SessionView>)))]
 #[get("/v1/users/{user_id}/sessions")]
 async fn list(
     state: web::Data<AppState>,
     caller: Caller,
     user_id: web::Path<String>,
-    query: web::Query<PageQuery>,
+    query: ApiQuery<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = page_limit(query.limit)?;
+    let limit = query.page_size()?;
     let user_id = checked_user(&user_id)?;
     let ids = state
         .store
@@ -75,11 +66,20 @@ async fn list(
     } else {
         None
     };
-    Ok(HttpResponse::Ok()
-        .json(json!({ "data": data, "has_more": has_more, "next_cursor": next_cursor })))
+    Ok(HttpResponse::Ok().json(Page {
+        data,
+        has_more,
+        next_cursor,
+    }))
 }
 
-#[utoipa::path(tag = "users", responses((status = 200, description = "See API.md")))]
+/// `DELETE /v1/users/{user_id}/sessions`: how many sessions the logout removed.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Deleted {
+    deleted: u64,
+}
+
+#[utoipa::path(tag = "users", responses((status = 200, description = "Every session of the user deleted", body = Deleted)))]
 #[delete("/v1/users/{user_id}/sessions")]
 async fn logout(
     state: web::Data<AppState>,
@@ -92,5 +92,5 @@ async fn logout(
         .delete_user_sessions(&caller.tenant, user_id, now_ms())
         .await?;
     metrics::counter!("sessions_deleted_total").increment(deleted);
-    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+    Ok(HttpResponse::Ok().json(Deleted { deleted }))
 }

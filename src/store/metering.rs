@@ -66,6 +66,15 @@ pub struct UsageRow {
     pub cost_nano_usd: u64,
 }
 
+/// A key's budget counter for one day, in nano-USD.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DaySpend {
+    /// Settled: what answered requests cost.
+    pub spent: u64,
+    /// Held by requests still in flight (their worst case).
+    pub reserved: u64,
+}
+
 #[async_trait]
 pub trait MeterStore: Send + Sync {
     /// Takes the reservation from the key's buckets and budget, or nothing at all.
@@ -74,6 +83,8 @@ pub trait MeterStore: Send + Sync {
     async fn settle(&self, settlement: &Settlement) -> StoreResult<()>;
     /// Adds one answered request to the tenant's usage (`row.requests` is ignored: one).
     async fn record_usage(&self, tenant: &str, row: &UsageRow) -> StoreResult<()>;
+    /// The budget counter of a key with a daily budget (zero when nothing was spent).
+    async fn day_spend(&self, key_id: &str, day: &str) -> StoreResult<DaySpend>;
     /// Every usage line of the tenant on the given days.
     async fn usage(&self, tenant: &str, days: &[String]) -> StoreResult<Vec<UsageRow>>;
 }

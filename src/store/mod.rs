@@ -203,6 +203,9 @@ pub trait Store: keys::KeyStore + metering::MeterStore + import::ImportStore + S
         user_id: &str,
         now_ms: i64,
     ) -> StoreResult<Vec<String>>;
+    /// How many sessions are live: the `sessions_live` gauge (a snapshot, not a transaction).
+    async fn count_sessions(&self) -> StoreResult<u64>;
+
     /// Deletes every session of a user and the index itself; returns how many existed.
     async fn delete_user_sessions(
         &self,

@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::error::{ApiError, from_json_error};
+use crate::{domain::json, error::ApiError};
 
 /// One item of an import body, before decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,21 +79,19 @@ impl Splitter {
     }
 }
 
-#[derive(Deserialize)]
+/// The JSON form of an import. Items stay raw here: each is decoded as a
+/// [`crate::domain::transfer::SessionRecord`] on its own, so one bad item fails alone.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct JsonBody<'a> {
+pub struct JsonBody<'a> {
     #[serde(borrow)]
+    #[schema(value_type = Vec<crate::domain::transfer::SessionRecord>)]
     sessions: Vec<&'a RawValue>,
 }
 
 /// The items of a JSON-form body (`{"sessions": [...]}`), each a slice of `body`.
 pub fn json_items(body: &Bytes, max_item: usize) -> Result<Vec<RawItem>, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed: JsonBody = serde_path_to_error::deserialize(&mut de).map_err(from_json_error)?;
-    de.end().map_err(|e| ApiError::InvalidRequest {
-        message: format!("malformed JSON: {e}"),
-        field: None,
-    })?;
+    let parsed: JsonBody = json::decode(body)?;
     let base = body.as_ptr() as usize;
     Ok(parsed
         .sessions

@@ -5,14 +5,14 @@ use serde::Serialize;
 use crate::{error::ApiError, store::import::ImportOutcome};
 
 /// The answer of an import, as the contract shows it.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub imported: u64,
     pub failed: u64,
     pub results: Vec<ItemResult>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ItemResult {
     pub index: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -22,6 +22,7 @@ pub struct ItemResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub error: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -9,7 +9,7 @@ use futures_util::{Stream, StreamExt, stream::LocalBoxStream};
 use sha2::{Digest, Sha256};
 
 use super::items::{RawItem, Splitter, json_items};
-use crate::{config::ImportSettings, error::ApiError};
+use crate::{config::ImportSettings, error::ApiError, routes::extract::body_error};
 
 /// A batch is cut at this many bytes of items or this many items, whichever comes first:
 /// big enough that one Redis round trip carries many sessions, small enough that the
@@ -99,10 +99,7 @@ impl Source {
         match self.chunks.next().await {
             None => Ok(None),
             Some(Err(PayloadError::Overflow)) => Err(self.too_large()),
-            Some(Err(err)) => Err(ApiError::invalid(
-                "body",
-                format!("cannot read the request body: {err}"),
-            )),
+            Some(Err(err)) => Err(body_error(Some(&err), 0)),
             Some(Ok(chunk)) => {
                 self.read += chunk.len() as u64;
                 if self.read > self.limit() {

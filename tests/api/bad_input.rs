@@ -197,7 +197,6 @@ fn body_cases(method: &Method, path: &str, create: bool) -> Vec<Case> {
         ("max_cost_usd", json!(-1)),
         ("model", json!("no-such-model")),
         ("model", json!("")),
-        ("fallback_models", json!(["no-such-model"])),
         ("fallback_models", json!(vec!["echo"; 9])),
         ("system_prompt", json!("x".repeat(70 * 1024))),
         ("metadata", json!({"blob": "y".repeat(20 * 1024)})),
@@ -211,6 +210,14 @@ fn body_cases(method: &Method, path: &str, create: bool) -> Vec<Case> {
             .field(field),
         );
     }
+    // An unknown fallback is named by its position in the list.
+    cases.push(
+        json_case(
+            json!({"fallback_models": ["echo", "no-such-model"]}),
+            "unknown fallback",
+        )
+        .field("fallback_models[1]"),
+    );
     if create {
         for (value, label) in [
             (json!(""), "empty"),

@@ -1,7 +1,10 @@
 //! `spawn_app()` and a `TestApp` with typed helpers: every test runs the real server over
 //! HTTP, against a real Redis (its own key prefix) or the memory store.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -97,21 +100,7 @@ pub async fn spawn_binary(env: &[(&str, String)]) -> ServiceProcess {
         .kill_on_drop(true)
         .spawn()
         .expect("the session-relay binary runs");
-    // Built before any in-process app installs the crypto provider reqwest needs.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let app = TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        prefix: env
-            .iter()
-            .find(|(name, _)| *name == "SESSION_RELAY_KEY_PREFIX")
-            .map_or_else(|| "sr".to_string(), |(_, prefix)| prefix.clone()),
-        redis_url: None,
-        http: reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client"),
-        key: ACME_KEY.into(),
-    };
+    let app = process_app(port, env);
     for _ in 0..200 {
         if app
             .http
@@ -127,6 +116,111 @@ pub async fn spawn_binary(env: &[(&str, String)]) -> ServiceProcess {
     ServiceProcess {
         app,
         _process: process,
+    }
+}
+
+/// The binary as a process of its own whose JSON logs (stdout and stderr) are kept, with
+/// `ACME_KEY` as its API key (tenant `default` unless `env` says).
+pub struct LoggedService {
+    pub app: TestApp,
+    process: tokio::process::Child,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    logs: Arc<Mutex<String>>,
+}
+
+/// Starts the binary on a free port with JSON logs and `env`; returns once it said where
+/// it listens.
+pub async fn spawn_logged(env: &[(&str, String)]) -> LoggedService {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_session-relay"))
+        .env_clear()
+        .env("SESSION_RELAY_LISTEN", "127.0.0.1:0")
+        .env("SESSION_RELAY_API_KEY", ACME_KEY)
+        .env("SESSION_RELAY_LOG_FORMAT", "json")
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the session-relay binary runs");
+    let logs = Arc::new(Mutex::new(String::new()));
+    let (port_tx, port_rx) = tokio::sync::oneshot::channel::<u16>();
+    let mut port_tx = Some(port_tx);
+    let mut readers = Vec::new();
+    for stream in [
+        Box::new(process.stdout.take().expect("stdout"))
+            as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(process.stderr.take().expect("stderr")),
+    ] {
+        let logs = logs.clone();
+        let mut port_tx = port_tx.take();
+        readers.push(tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(port) = listening_port(&line)
+                    && let Some(tx) = port_tx.take()
+                {
+                    let _ = tx.send(port);
+                }
+                let mut logs = logs.lock().expect("logs");
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        }));
+    }
+    let port = tokio::time::timeout(std::time::Duration::from_secs(20), port_rx)
+        .await
+        .expect("the binary says where it listens")
+        .expect("port");
+    let app = process_app(port, env);
+    LoggedService {
+        app,
+        process,
+        readers,
+        logs,
+    }
+}
+
+impl LoggedService {
+    /// Everything logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    /// Stops the process and returns everything it logged.
+    pub async fn stop(mut self) -> String {
+        self.process.kill().await.expect("kill");
+        for reader in self.readers.drain(..) {
+            reader.await.expect("reader");
+        }
+        self.logs()
+    }
+}
+
+/// The port of the "listening" line of a JSON log.
+fn listening_port(line: &str) -> Option<u16> {
+    let value: Value = serde_json::from_str(line).ok()?;
+    value["fields"]["port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+}
+
+/// A client of the binary running as a process on `port`, with `ACME_KEY`.
+fn process_app(port: u16, env: &[(&str, String)]) -> TestApp {
+    // Built before any in-process app installs the crypto provider reqwest needs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        prefix: env
+            .iter()
+            .find(|(name, _)| *name == "SESSION_RELAY_KEY_PREFIX")
+            .map_or_else(|| "sr".to_string(), |(_, prefix)| prefix.clone()),
+        redis_url: None,
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client"),
+        key: ACME_KEY.into(),
     }
 }
 

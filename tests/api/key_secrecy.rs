@@ -1,16 +1,11 @@
 //! No plaintext key or client token anywhere in Redis, and none (nor message content)
 //! in the logs of the real binary.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
-
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
-    helpers::{ACME_KEY, Backend, TestApp, spawn_with},
+    helpers::{ACME_KEY, Backend, TestApp, spawn_logged, spawn_with},
     keys::{ADMIN_KEY, admin_settings, create_key, status_with},
     redis_server::RedisServer,
 };
@@ -113,69 +108,19 @@ async fn no_plaintext_key_or_token_is_stored_in_redis() {
 /// every way a secret could reach a log.
 #[tokio::test]
 async fn no_key_token_or_content_reaches_the_logs() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let redis = RedisServer::shared().url();
     let prefix = format!("tlog{}", &session_relay::domain::session::new_id()[..10]);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_session-relay"))
-        .env_clear()
-        .env("SESSION_RELAY_LISTEN", "127.0.0.1:0")
-        .env("REDIS_URL", redis)
-        .env("SESSION_RELAY_KEY_PREFIX", &prefix)
-        .env("SESSION_RELAY_ADMIN_KEY", ADMIN_KEY)
-        .env("SESSION_RELAY_API_KEY", ACME_KEY)
-        .env("SESSION_RELAY_API_TENANT", "acme")
-        .env("SESSION_RELAY_LOG_FORMAT", "json")
-        .env("SESSION_RELAY_LOG_LEVEL", "trace")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the session-relay binary runs");
-    let logs = Arc::new(Mutex::new(String::new()));
-    let (port_tx, port_rx) = tokio::sync::oneshot::channel::<u16>();
-    let mut port_tx = Some(port_tx);
-    let mut readers = Vec::new();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let logs = logs.clone();
-        let mut port_tx = port_tx.take();
-        readers.push(tokio::spawn(async move {
-            let mut lines = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(port) = listening_port(&line)
-                    && let Some(tx) = port_tx.take()
-                {
-                    let _ = tx.send(port);
-                }
-                let mut logs = logs.lock().unwrap();
-                logs.push_str(&line);
-                logs.push('\n');
-            }
-        }));
-    }
-    let port = tokio::time::timeout(Duration::from_secs(20), port_rx)
-        .await
-        .unwrap()
-        .unwrap();
-    let app = TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        prefix,
-        redis_url: None,
-        http: {
-            // Built before any in-process app installs the crypto provider reqwest needs.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            reqwest::Client::new()
-        },
-        key: ACME_KEY.into(),
-    };
-    let secrets = exercise_every_credential(&app).await;
-    child.kill().await.unwrap();
-    for reader in readers {
-        reader.await.unwrap();
-    }
-    let logs = logs.lock().unwrap().clone();
+    let env = [
+        ("REDIS_URL", redis),
+        ("SESSION_RELAY_KEY_PREFIX", prefix),
+        ("SESSION_RELAY_ADMIN_KEY", ADMIN_KEY.to_string()),
+        ("SESSION_RELAY_API_TENANT", "acme".to_string()),
+        ("SESSION_RELAY_LOG_LEVEL", "trace".to_string()),
+    ];
+    let service = spawn_logged(&env).await;
+    let app = &service.app;
+    let secrets = exercise_every_credential(app).await;
+    let logs = service.stop().await;
     assert!(
         logs.contains("API key revoked"),
         "the logs were captured:\n{logs}"
@@ -202,14 +147,6 @@ async fn no_key_token_or_content_reaches_the_logs() {
         !logs.to_lowercase().contains("bearer "),
         "an Authorization header is in the logs"
     );
-}
-
-/// The port of the "listening" line of a JSON log.
-fn listening_port(line: &str) -> Option<u16> {
-    let value: Value = serde_json::from_str(line).ok()?;
-    value["fields"]["port"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok())
 }
 
 const SECRET_CONTENT: &str = "my card number is 4111-1111-1111-1111";

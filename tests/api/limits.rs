@@ -402,3 +402,74 @@ async fn stateless_relay_calls_are_budgeted_and_recorded_like_session_sends() {
     assert_eq!(line["prompt_tokens"].as_u64(), Some(2000));
     assert!(close(&line["cost_usd"], 0.008), "{}", usage.body);
 }
+
+/// `GET /v1/status` tells a key its own limits, what it spent today and what remains of
+/// its daily budget; a key without limits sees nulls and what it spent.
+#[tokio::test]
+async fn status_reports_the_keys_limits_and_what_remains_of_its_budget() {
+    for backend in BACKENDS {
+        // Every call costs 1000 × $2/M + 500 × $4/M = $0.004.
+        let fake = start_fake(1000, 500).await;
+        let app = spawn_with(with_fake(admin_settings(backend), &fake)).await;
+        let (key_id, key) = create_key(
+            &app,
+            json!({"name": "budgeted", "tenant": "initech", "rate_limit_rpm": 100, "daily_budget_usd": 0.01}),
+        )
+        .await;
+        let initech = app.as_tenant(&key);
+        let fresh = initech.call(Method::GET, "/v1/status", None).await;
+        assert_eq!(fresh.status, StatusCode::OK, "{backend:?}: {}", fresh.body);
+        let status = &fresh.body["key"];
+        assert_eq!(status["key_id"], key_id.as_str());
+        assert_eq!(
+            (status["name"].as_str(), status["tenant"].as_str()),
+            (Some("budgeted"), Some("initech"))
+        );
+        assert_eq!(status["rate_limit_rpm"], 100);
+        assert!(status["rate_limit_tpm"].is_null());
+        assert!(close(&status["daily_budget_usd"], 0.01));
+        assert!(
+            close(&status["today"]["remaining_usd"], 0.01),
+            "{backend:?}: {status}"
+        );
+        let id = initech
+            .create_session(json!({"model": "fake-gpt", "max_tokens": 100}))
+            .await;
+        let id = id["session_id"].as_str().unwrap();
+        assert_eq!(
+            send(&initech, id, json!({"content": "a"})).await.status,
+            StatusCode::OK
+        );
+        let after = initech.call(Method::GET, "/v1/status", None).await.body;
+        let today = &after["key"]["today"];
+        assert!(close(&today["spent_usd"], 0.004), "{backend:?}: {today}");
+        assert!(close(&today["reserved_usd"], 0.0), "{backend:?}: {today}");
+        assert!(
+            close(&today["remaining_usd"], 0.006),
+            "{backend:?}: {today}"
+        );
+        assert_eq!(
+            today["day"],
+            chrono::Utc::now().format("%Y-%m-%d").to_string()
+        );
+
+        // A configured key: no limits, and what it spent today.
+        let id = app
+            .create_session(json!({"model": "fake-gpt", "max_tokens": 100}))
+            .await;
+        let id = id["session_id"].as_str().unwrap();
+        assert_eq!(
+            send(&app, id, json!({"content": "b"})).await.status,
+            StatusCode::OK
+        );
+        let own = app.call(Method::GET, "/v1/status", None).await.body;
+        let status = &own["key"];
+        assert_eq!(status["key_id"], "static:acme-key");
+        assert!(status["rate_limit_rpm"].is_null() && status["daily_budget_usd"].is_null());
+        assert!(
+            close(&status["today"]["spent_usd"], 0.004),
+            "{backend:?}: {status}"
+        );
+        assert!(status["today"]["remaining_usd"].is_null());
+    }
+}

@@ -3,8 +3,11 @@
 
 mod bad_input;
 mod cli;
+mod command_line;
+mod exposure;
 mod fake_upstream;
 mod faults;
+mod hardening;
 mod helpers;
 mod import_edges;
 mod import_export;

@@ -1055,3 +1055,22 @@ async fn a_session_on_an_anthropic_model_sends_and_streams() {
     );
     assert_eq!(stored(&app, &id).await.len(), 4);
 }
+
+/// `/v1/models` lists every name a request may use, aliases included, so a client that
+/// checks a name against the list accepts what the relay accepts.
+#[tokio::test]
+async fn models_and_their_aliases_are_listed() {
+    let (app, _fake) = spawn_relay().await;
+    let listed = app.call(Method::GET, "/v1/models", None).await;
+    assert_eq!(listed.body["object"], "list");
+    let ids: Vec<&str> = (listed.body["data"].as_array().unwrap().iter())
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["echo", MODEL, FALLBACK, ALIAS]);
+    let alias = app
+        .call(Method::GET, &format!("/v1/models/{ALIAS}"), None)
+        .await;
+    assert_eq!(alias.status, StatusCode::OK);
+    assert_eq!(alias.body["id"], ALIAS);
+    assert_eq!(alias.body["object"], "model");
+}

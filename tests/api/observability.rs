@@ -51,7 +51,6 @@ async fn error_bodies_do_not_echo_request_content_or_keys() {
     let app = spawn_app(Backend::Memory).await;
     let canary = "canary-7f3e9b";
     let id = app.new_session_id().await;
-    // Model names are echoed on purpose ("unknown model `x`"): they are not content.
     let bad_bodies = [
         ("/v1/sessions", json!({"ttl_seconds": canary})),
         (
@@ -125,4 +124,51 @@ async fn expired_sessions_are_counted() {
 
 async fn expired_total(app: &TestApp) -> u64 {
     app.metric("sessions_expired_total").await as u64
+}
+
+/// `sessions_live` (counted by the store when scraped) and `messages_total` (turns stored
+/// by sends), for both stores, each in a process of its own so the figures are its own.
+#[tokio::test]
+async fn live_sessions_and_stored_messages_are_measured() {
+    let redis = vec![
+        ("REDIS_URL", RedisServer::shared().url()),
+        (
+            "SESSION_RELAY_KEY_PREFIX",
+            format!("live{}", &new_id()[..10]),
+        ),
+    ];
+    for (store, env) in [("redis", redis), ("memory", vec![])] {
+        let service = spawn_binary(&env).await;
+        let app = &service.app;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(app.new_session_id().await);
+        }
+        for id in &ids[..2] {
+            let sent = app
+                .call(
+                    Method::POST,
+                    &format!("/v1/sessions/{id}/messages"),
+                    Some(json!({"content": "hi"})),
+                )
+                .await;
+            assert_eq!(sent.status, StatusCode::OK, "{store}: {}", sent.body);
+        }
+        // The first scrape starts the count; a later one shows it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let text = loop {
+            let text = app.get_text("/metrics").await;
+            if text.contains("sessions_live ") || std::time::Instant::now() > deadline {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(text.contains("sessions_live 3\n"), "{store}:\n{text}");
+        for role in ["user", "assistant"] {
+            assert!(
+                text.contains(&format!("messages_total{{role=\"{role}\"}} 2\n")),
+                "{store}: {role}\n{text}"
+            );
+        }
+    }
 }

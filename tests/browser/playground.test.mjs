@@ -258,9 +258,9 @@ describe('playground with keys configured', { timeout: 180_000 }, () => {
     await createSession(first, { 'system-prompt': 'Two tabs.' });
     const second = await page();
     await openWithKey(second, first.url());
-    // The workspace shows before the session named in the URL has been read.
-    await second.waitForFunction(() => document.getElementById('session-id').textContent !== '');
-    assert.equal(await text(second, '#session-id'), await text(first, '#session-id'));
+    // The workspace shows before the session from the URL has been read: wait for it.
+    const id = await text(first, '#session-id');
+    await second.waitForFunction((id) => document.getElementById('session-id')?.textContent === id, id);
 
     fake.gapMs = 150;
     await first.locator('#message').fill('A long answer, please');

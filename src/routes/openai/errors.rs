@@ -5,13 +5,16 @@
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use serde_json::{Map, Value, json};
 
-use crate::error::{ApiError, FailedAttempt};
+use crate::{
+    domain::session::UNKNOWN_MODEL,
+    error::{ApiError, FailedAttempt},
+};
 
 #[derive(Debug)]
 pub enum OpenAiError {
     Api(ApiError),
     /// OpenAI answers an unknown model with 404 `model_not_found`.
-    ModelNotFound(String),
+    ModelNotFound,
 }
 
 impl From<ApiError> for OpenAiError {
@@ -36,7 +39,7 @@ impl std::fmt::Display for OpenAiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             OpenAiError::Api(err) => write!(f, "{err}"),
-            OpenAiError::ModelNotFound(_) => f.write_str("unknown model"),
+            OpenAiError::ModelNotFound => f.write_str("unknown model"),
         }
     }
 }
@@ -46,8 +49,8 @@ impl OpenAiError {
     pub fn object(&self) -> Value {
         match self {
             OpenAiError::Api(err) => error_object(err),
-            OpenAiError::ModelNotFound(model) => json!({
-                "message": format!("The model `{model}` does not exist or is not configured."),
+            OpenAiError::ModelNotFound => json!({
+                "message": UNKNOWN_MODEL,
                 "type": "invalid_request_error",
                 "code": "model_not_found",
                 "param": "model",
@@ -185,7 +188,7 @@ fn error_type(status: StatusCode) -> &'static str {
 impl ResponseError for OpenAiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            OpenAiError::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            OpenAiError::ModelNotFound => StatusCode::NOT_FOUND,
             OpenAiError::Api(err) => status_of(err),
         }
     }

@@ -16,31 +16,44 @@ use crate::{
     llm::{Delta, Options, Usage},
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ChatCompletionRequest {
     pub model: String,
+    /// OpenAI's messages: text or content parts, tool calls and their results.
+    #[schema(value_type = Vec<Object>, min_items = 1)]
     pub messages: Vec<Message>,
     pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
     /// The newer name of `max_tokens`; wins when both are sent.
+    #[schema(minimum = 1)]
     pub max_completion_tokens: Option<u32>,
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
+    /// Only 1 is supported.
+    #[schema(minimum = 1, maximum = 1)]
     pub n: Option<u32>,
+    #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Vec<Tool>>,
+    #[schema(value_type = Option<Value>)]
     pub tool_choice: Option<ToolChoice>,
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
     /// This service's extension: the messages are only the new turns of this session.
     /// Never forwarded.
     pub session_id: Option<String>,
+    /// The other sampling parameters, relayed (documented by OpenAI).
     #[serde(flatten)]
+    #[schema(ignore)]
     pub params: Params,
     /// Top-level fields no documentation names (vLLM's `top_k`, an SDK's `extra_body`).
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::store::{
     StoreResult,
-    metering::{MeterStore, Reservation, ReserveOutcome, Settlement, UsageRow},
+    metering::{DaySpend, MeterStore, Reservation, ReserveOutcome, Settlement, UsageRow},
 };
 
 /// Past this many buckets, full ones (the same as none) are dropped.
@@ -133,6 +133,15 @@ impl MeterStore for MemoryStore {
         line.completion_tokens += row.completion_tokens;
         line.cost_nano_usd += row.cost_nano_usd;
         Ok(())
+    }
+
+    async fn day_spend(&self, key_id: &str, day: &str) -> StoreResult<DaySpend> {
+        let access = self.access.lock()?;
+        let spend = access.spend.get(&(key_id.to_string(), day.to_string()));
+        Ok(spend.map_or_else(DaySpend::default, |s| DaySpend {
+            spent: s.spent,
+            reserved: s.reserved,
+        }))
     }
 
     async fn usage(&self, tenant: &str, days: &[String]) -> StoreResult<Vec<UsageRow>> {

@@ -123,6 +123,12 @@ impl Store for MemoryStore {
         self.lock().map(drop)
     }
 
+    async fn count_sessions(&self) -> StoreResult<u64> {
+        let now = Instant::now();
+        let state = self.lock()?;
+        Ok(state.sessions.values().filter(|e| e.expires > now).count() as u64)
+    }
+
     async fn create_session(
         &self,
         id: &str,

@@ -15,8 +15,8 @@ use redis::Value;
 
 use super::RedisStore;
 use crate::store::metering::{
-    MeterStore, Reservation, ReserveOutcome, SPEND_RETENTION_MS, Settlement, USAGE_RETENTION_DAYS,
-    UsageRow,
+    DaySpend, MeterStore, Reservation, ReserveOutcome, SPEND_RETENTION_MS, Settlement,
+    USAGE_RETENTION_DAYS, UsageRow,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -121,6 +121,17 @@ impl MeterStore for RedisStore {
         self.script::<i64>(&RECORD, &[&key], &args.each_ref().map(String::as_str))
             .await
             .map(drop)
+    }
+
+    async fn day_spend(&self, key_id: &str, day: &str) -> StoreResult<DaySpend> {
+        let [_, spend] = self.limit_keys(key_id, day);
+        let mut read = redis::cmd("HMGET");
+        read.arg(&spend).arg("spent").arg("reserved");
+        let [spent, reserved]: [Option<u64>; 2] = self.query(&read).await?;
+        Ok(DaySpend {
+            spent: spent.unwrap_or(0),
+            reserved: reserved.unwrap_or(0),
+        })
     }
 
     async fn usage(&self, tenant: &str, days: &[String]) -> StoreResult<Vec<UsageRow>> {

@@ -48,6 +48,27 @@ impl Store for RedisStore {
         self.writable().await
     }
 
+    /// One `SCAN` pass over the session keys, each call bounded like any command: about one
+    /// round trip per thousand keys of the database.
+    async fn count_sessions(&self) -> StoreResult<u64> {
+        let pattern = self.key("*", "meta");
+        let (mut cursor, mut count) = (0u64, 0u64);
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, keys): (u64, Vec<String>) = self.query(&scan).await?;
+            count += keys.len() as u64;
+            if next == 0 {
+                return Ok(count);
+            }
+            cursor = next;
+        }
+    }
+
     async fn create_session(
         &self,
         id: &str,
