@@ -261,6 +261,7 @@ impl Prepared {
             max_tokens: Some(self.max_tokens),
             temperature: self.temperature,
             options: self.options.clone(),
+            first_byte_timeout: None,
         }
     }
 }

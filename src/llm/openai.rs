@@ -42,7 +42,8 @@ impl OpenAiProvider {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
-        super::send(request, self.api_key.as_deref()).await
+        let first_byte = body.first_byte_timeout;
+        super::send(request, self.api_key.as_deref(), first_byte).await
     }
 }
 
@@ -91,6 +92,8 @@ struct WireRequest<'a> {
     params: &'a Params,
     #[serde(flatten)]
     extra: &'a Map<String, Value>,
+    #[serde(skip)]
+    first_byte_timeout: Option<std::time::Duration>,
 }
 
 struct WireMessage<'a>(&'a Message);
@@ -130,6 +133,7 @@ impl<'a> WireRequest<'a> {
             response_format: options.response_format.as_ref(),
             params: &options.params,
             extra: &options.extra,
+            first_byte_timeout: request.first_byte_timeout,
         }
     }
 }

@@ -28,6 +28,7 @@ fn request() -> ChatRequest {
         max_tokens: Some(50),
         temperature: None,
         options: Default::default(),
+        first_byte_timeout: None,
     }
 }
 

@@ -82,9 +82,10 @@ async fn first_token_after_a_long_delay_falls_back_invisibly() {
     let started = Instant::now();
     let (status, events) = stream(&rig, &id, "hi").await;
     assert_eq!(status, StatusCode::OK);
+    let took = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_millis(1_500),
-        "2 × 500 ms + backoff"
+        took < Duration::from_millis(1_000),
+        "one 500 ms wait, then the fallback: {took:?}"
     );
     assert_eq!(
         deltas(&events),
@@ -97,7 +98,7 @@ async fn first_token_after_a_long_delay_falls_back_invisibly() {
         (done["model_used"].clone(), done["fallback_count"].clone()),
         (json!("beta"), json!(1))
     );
-    assert_eq!((rig.primary.count(), rig.backup.count()), (2, 1));
+    assert_eq!((rig.primary.count(), rig.backup.count()), (1, 1));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(rig.primary.in_flight(), 0, "the slow streams were dropped");
     assert_eq!(rig.history(&id).await.len(), 2);
