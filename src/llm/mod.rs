@@ -385,10 +385,17 @@ pub(crate) enum Decoded {
 
 pub(crate) trait SseDecoder: Send + 'static {
     fn decode(&mut self, event: &eventsource_stream::Event) -> Result<Decoded, ProviderError>;
+
+    /// The events ran out before the terminator: a cut stream, unless the decoder has
+    /// seen enough to call the answer complete.
+    fn end(&mut self) -> Result<ChatResponse, ProviderError> {
+        Err(ProviderError::StreamCut)
+    }
 }
 
 /// Runs `decoder` over the response's events. The stream ends after `Done` or after the
-/// first error; running out of events before the terminator is [`ProviderError::StreamCut`].
+/// first error; running out of events before the terminator is what
+/// [`SseDecoder::end`] says.
 pub(crate) fn drive_sse(response: reqwest::Response, decoder: impl SseDecoder) -> EventStream {
     use eventsource_stream::Eventsource;
     use futures_util::StreamExt;
@@ -398,7 +405,7 @@ pub(crate) fn drive_sse(response: reqwest::Response, decoder: impl SseDecoder) -
         let (mut events, mut decoder) = state?;
         loop {
             let decoded = match events.next().await {
-                None => Err(ProviderError::StreamCut),
+                None => decoder.end().map(Decoded::Finished),
                 Some(Err(err)) => Err(stream_error(err)),
                 Some(Ok(event)) => decoder.decode(&event),
             };

@@ -228,7 +228,9 @@ struct WireFunctionDelta {
     arguments: Option<String>,
 }
 
-/// Collects the answer while passing each piece on; the answer is complete only at `[DONE]`.
+/// Collects the answer while passing each piece on. The answer is complete at `[DONE]`,
+/// or when the stream ends after a chunk with a `finish_reason` (some servers never send
+/// the terminator); a stream that ends before any finish was cut.
 #[derive(Default)]
 struct ChunkDecoder {
     assembly: Assembly,
@@ -279,6 +281,15 @@ impl SseDecoder for ChunkDecoder {
         }
         self.assembly.add(&delta);
         Ok(Decoded::Delta(delta))
+    }
+
+    fn end(&mut self) -> Result<ChatResponse, ProviderError> {
+        let Some(reason) = self.finish_reason.take() else {
+            return Err(ProviderError::StreamCut);
+        };
+        Ok(self
+            .assembly
+            .finish(self.usage, Some(reason), self.system_fingerprint.take()))
     }
 }
 
