@@ -4,6 +4,7 @@
 
 mod breaker;
 mod calls;
+mod context;
 mod defaults;
 mod low_rate;
 mod openai_sdk;
