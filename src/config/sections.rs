@@ -213,6 +213,10 @@ pub struct ModelSettings {
     pub first_byte_timeout_ms: Option<u64>,
     #[serde(default)]
     pub first_token_timeout_ms: Option<u64>,
+    /// Whether this model may finish an answer whose stream broke on the model before it
+    /// in the chain (see [`crate::conversation::stream`]); omitted: yes.
+    #[serde(default)]
+    pub continue_streams: Option<bool>,
 }
 
 pub(super) fn default_context_tokens() -> u32 {

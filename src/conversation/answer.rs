@@ -110,6 +110,7 @@ pub async fn of_call(
         temperature,
         options: options.clone(),
         first_byte_timeout: None,
+        prefill: None,
     };
     let deadline = upstream::deadline(state);
     if streaming {

@@ -1,6 +1,8 @@
 //! The end of a send: the answer stored with the turns that asked for it, in one atomic
 //! commit (or, for a send that keeps nothing, only its cost recorded).
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use serde::Serialize;
 
@@ -13,7 +15,7 @@ use crate::{
         tools::ToolCall,
     },
     error::ApiError,
-    llm::ChatResponse,
+    llm::{ChatResponse, Usage, registry::Model},
     state::AppState,
     store::{Commit, CommitOutcome},
 };
@@ -31,8 +33,12 @@ pub struct SendResponse {
     /// OpenAI's words: `stop`, `length`, `tool_calls`, `content_filter`.
     #[schema(value_type = String)]
     pub finish_reason: &'static str,
+    /// The model that began the answer; `fallback_count` is its place in the chain.
     pub model_used: String,
     pub fallback_count: usize,
+    /// Every model that wrote a part of the answer, in order: `model_used` alone, or, when
+    /// its stream broke and a later model of the chain finished the answer, that one too.
+    pub models_used: Vec<String>,
     pub usage: TokenUsage,
     pub cost_usd: f64,
     pub context: ContextReport,
@@ -64,25 +70,71 @@ impl SendResponse {
     }
 }
 
-/// Stores the user and assistant turns together and builds the response.
+/// The start of an answer, streamed by a model of the chain before its stream broke and a
+/// later model went on with it.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// The model's place in the chain.
+    pub index: usize,
+    pub text: String,
+}
+
+/// What one model of the chain wrote of the answer, and what that cost.
+struct Share {
+    model: Arc<Model>,
+    usage: Usage,
+    cost_nano_usd: u64,
+}
+
+/// Stores the user and assistant turns together and builds the response. `earlier` are the
+/// parts other models streamed before the one at `model_index` finished the answer.
 pub async fn finish(
     state: &AppState,
     mut prepared: Prepared,
+    earlier: Vec<Part>,
     model_index: usize,
-    answer: ChatResponse,
+    mut answer: ChatResponse,
 ) -> Result<SendResponse, ApiError> {
-    let model = prepared
-        .chain
-        .get(model_index)
-        .cloned()
-        .ok_or_else(|| ApiError::Internal("model index".into()))?;
     let counter = TokenCounter::shared();
+    let model_at = |index: usize| {
+        (prepared.chain.get(index).cloned()).ok_or_else(|| ApiError::Internal("model index".into()))
+    };
+    let share = |model: Arc<Model>, said: &Message, reported: Option<Usage>| {
+        // An earlier part was read once as the prompt and written once, however the
+        // upstream would have counted it.
+        let usage = reported.unwrap_or(Usage {
+            prompt_tokens: prepared.assembled.tokens,
+            completion_tokens: counter.count_said(model.tokenizer, said),
+        });
+        let cost_nano_usd = model.cost_nano_usd(usage.prompt_tokens, usage.completion_tokens);
+        Share {
+            model,
+            usage,
+            cost_nano_usd,
+        }
+    };
+    let mut shares = Vec::with_capacity(earlier.len() + 1);
+    for part in &earlier {
+        let said = Message::text(Role::Assistant, part.text.as_str());
+        shares.push(share(model_at(part.index)?, &said, None));
+    }
+    shares.push(share(model_at(model_index)?, &answer.message, answer.usage));
+    if !earlier.is_empty() {
+        let mut text: String = earlier.iter().map(|p| p.text.as_str()).collect();
+        text.push_str(&answer.message.content.text());
+        answer.message.content = Message::text(Role::Assistant, text).content;
+    }
+    let model = (shares.first().map(|s| s.model.clone()))
+        .ok_or_else(|| ApiError::Internal("no model".into()))?;
     let assistant_tokens = counter.count_turn(model.tokenizer, &answer.message);
-    let usage = answer.usage.unwrap_or(crate::llm::Usage {
-        prompt_tokens: prepared.assembled.tokens,
-        completion_tokens: counter.count_said(model.tokenizer, &answer.message),
+    let usage = shares.iter().fold(Usage::default(), |sum, s| Usage {
+        prompt_tokens: sum.prompt_tokens.saturating_add(s.usage.prompt_tokens),
+        completion_tokens: sum
+            .completion_tokens
+            .saturating_add(s.usage.completion_tokens),
     });
-    let cost_nano_usd = model.cost_nano_usd(usage.prompt_tokens, usage.completion_tokens);
+    let cost_nano_usd = shares.iter().map(|s| s.cost_nano_usd).sum();
+    let fallback_count = earlier.first().map_or(model_index, |p| p.index);
     let finish_reason = crate::llm::finish_reason(answer.finish_reason.as_deref(), &answer.message);
     let record = prepared.record.take().map(|request| {
         Box::new(AnswerRecord {
@@ -112,7 +164,8 @@ pub async fn finish(
         refusal: assistant_turn.message.refusal.clone(),
         finish_reason,
         model_used: model.name.clone(),
-        fallback_count: model_index,
+        fallback_count,
+        models_used: shares.iter().map(|s| s.model.name.clone()).collect(),
         usage: TokenUsage {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
@@ -128,7 +181,7 @@ pub async fn finish(
     };
     if !prepared.keep {
         // Nothing is stored, but the model answered: the cost was incurred.
-        prepared.metering.settle(&model, usage, cost_nano_usd).await;
+        prepared.metering.settle_parts(&parts(&shares)).await;
         prepared.lease.release().await;
         return Ok(response);
     }
@@ -154,7 +207,8 @@ pub async fn finish(
     };
     // Settled whatever the commit says: the model answered, so the cost was incurred.
     // The two touch different keys, so they run side by side.
-    let settled = prepared.metering.settle(&model, usage, cost_nano_usd);
+    let charged = parts(&shares);
+    let settled = prepared.metering.settle_parts(&charged);
     let committed = state.store.commit(&prepared.session.id, &commit);
     let ((), outcome) = tokio::join!(settled, committed);
     match outcome? {
@@ -167,4 +221,10 @@ pub async fn finish(
         CommitOutcome::Missing => Err(ApiError::SessionNotFound),
         CommitOutcome::LeaseLost => Err(ApiError::SessionBusy { retry_after: 1 }),
     }
+}
+
+fn parts(shares: &[Share]) -> Vec<(&Model, Usage, u64)> {
+    (shares.iter())
+        .map(|s| (s.model.as_ref(), s.usage, s.cost_nano_usd))
+        .collect()
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{
-    finish::{SendResponse, finish},
+    finish::{Part, SendResponse, finish},
     send::Prepared,
 };
 use crate::{
@@ -28,6 +28,8 @@ pub enum Destination {
         prepared: Box<Prepared>,
         /// Position in the chain of the model that answers.
         index: usize,
+        /// What models before it streamed of the answer before their streams broke.
+        earlier: Vec<Part>,
     },
     /// Nothing stored; usage as reported, or counted when the upstream said nothing,
     /// and settled against the key's reservation.
@@ -58,6 +60,30 @@ impl Destination {
         Destination::Session {
             prepared: Box::new(prepared),
             index,
+            earlier: Vec::new(),
+        }
+    }
+
+    /// For an answer that may be continued on another model: the send, and the answering
+    /// model's place in its chain. A call that keeps nothing is not continued.
+    pub fn continuable(&self) -> Option<(&Prepared, usize)> {
+        match self {
+            Destination::Session {
+                prepared, index, ..
+            } => Some((prepared, *index)),
+            Destination::Stateless { .. } => None,
+        }
+    }
+
+    /// The model at `index` goes on with the answer after the one answering so far
+    /// streamed `text` and broke.
+    pub fn continued(&mut self, text: String, next: usize) {
+        if let Destination::Session { index, earlier, .. } = self {
+            earlier.push(Part {
+                index: *index,
+                text,
+            });
+            *index = next;
         }
     }
 
@@ -69,8 +95,12 @@ impl Destination {
         let (logprobs, system_fingerprint) =
             (answer.logprobs.clone(), answer.system_fingerprint.clone());
         match self {
-            Destination::Session { prepared, index } => {
-                let sent = finish(state, *prepared, index, answer).await?;
+            Destination::Session {
+                prepared,
+                index,
+                earlier,
+            } => {
+                let sent = finish(state, *prepared, earlier, index, answer).await?;
                 Ok(Completed {
                     message: sent.assistant(),
                     finish_reason: sent.finish_reason,

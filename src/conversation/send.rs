@@ -265,6 +265,7 @@ impl Prepared {
             temperature: self.temperature,
             options: self.options.clone(),
             first_byte_timeout: None,
+            prefill: None,
         }
     }
 }

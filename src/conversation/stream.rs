@@ -2,10 +2,12 @@
 //!
 //! The router holds an upstream stream back until its first content, so every failure
 //! before that point (refused, reset, 5xx, no first token in time) still falls back to the
-//! next attempt and the client sees nothing of it. From the first byte sent on, the model
-//! is fixed: a later failure (cut, stall, malformed chunk, an end before any finish) ends the
-//! stream with an error event, never with the event that means "complete", and nothing is
-//! stored.
+//! next attempt and the client sees nothing of it. A later failure (cut, stall, malformed
+//! chunk, an end before any finish) of a session's answer that has sent only text is a
+//! continuation: the next models of the chain that allow it (`continue_streams`) are asked
+//! to go on from the text the client already has, and only what they add is streamed, so
+//! the client sees one answer. Otherwise, or when they fail too, the stream ends with an
+//! error event, never with the event that means "complete", and nothing is stored.
 
 use std::sync::Arc;
 
@@ -20,8 +22,9 @@ use super::{outcome::Destination, upstream};
 use crate::{
     error::ApiError,
     llm::{
-        ChatRequest, ChatResponse, Delta, EventStream, ProviderError, StreamEvent, registry::Model,
-        router::Attempt,
+        ChatRequest, ChatResponse, Delta, EventStream, ProviderError, StreamEvent,
+        registry::Model,
+        router::{Attempt, RouteError},
     },
     state::AppState,
 };
@@ -45,6 +48,27 @@ pub trait EventWriter: Send + 'static {
     async fn done(&mut self, answer: ChatResponse) -> Result<Bytes, ApiError>;
     /// The stream failed: give the session back first, then write the error event.
     async fn error(&mut self, err: &ApiError) -> Bytes;
+    /// Where the answer goes, if another model may finish it after a break.
+    fn continuable(&mut self) -> Option<&mut Destination> {
+        None
+    }
+}
+
+/// What the client has been sent of the answer.
+#[derive(Default)]
+struct Told {
+    text: String,
+    /// Where in `text` the answering model's part begins.
+    part_start: usize,
+    /// Nothing but text: no tool call or refusal, which no model could go on with.
+    only_text: bool,
+}
+
+impl Told {
+    fn add(&mut self, delta: &Delta) {
+        self.text.push_str(&delta.content);
+        self.only_text &= delta.tool_calls.is_empty() && delta.refusal.is_empty();
+    }
 }
 
 /// Opens a stream along the chain. A failure here is an ordinary JSON error.
@@ -106,6 +130,10 @@ async fn pump(
 ) {
     let idle = state.router.idle_timeout();
     let mut grace_over = std::pin::pin!(state.draining.grace_over());
+    let mut told = Told {
+        only_text: true,
+        ..Told::default()
+    };
     loop {
         let next = match opened.first.take() {
             Some(first) => Ok(Some(Ok(first))),
@@ -122,28 +150,38 @@ async fn pump(
                 }
             }
         };
-        let (bytes, last) = match next {
-            Ok(Some(Ok(StreamEvent::Delta(delta)))) => (writer.delta(&delta), false),
+        // The error, and whether it is the upstream stream that broke.
+        let (failure, broken) = match next {
+            Ok(Some(Ok(StreamEvent::Delta(delta)))) => {
+                told.add(&delta);
+                if tx.send(writer.delta(&delta)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Ok(Some(Ok(StreamEvent::Done(answer)))) => match writer.done(answer).await {
-                Ok(closing) => (closing, true),
-                Err(err) => (writer.error(&err).await, true),
+                Ok(closing) => {
+                    let _ = tx.send(closing).await;
+                    return;
+                }
+                Err(err) => (err, false),
             },
-            Ok(Some(Err(err))) => (writer.error(&broke(&state, &mut opened, err)).await, true),
-            Ok(None) => {
-                let err = broke(&state, &mut opened, ProviderError::StreamCut);
-                (writer.error(&err).await, true)
-            }
-            Err(_) if Instant::now() >= deadline => {
-                (writer.error(&ApiError::UpstreamTimeout).await, true)
-            }
-            Err(_) => {
-                let err = broke(&state, &mut opened, ProviderError::Timeout);
-                (writer.error(&err).await, true)
-            }
+            Err(_) if Instant::now() >= deadline => (ApiError::UpstreamTimeout, false),
+            Ok(Some(Err(err))) => (broke(&state, &mut opened, err), true),
+            Ok(None) => (broke(&state, &mut opened, ProviderError::StreamCut), true),
+            Err(_) => (broke(&state, &mut opened, ProviderError::Timeout), true),
         };
-        if tx.send(bytes).await.is_err() || last {
-            return;
-        }
+        let failure = if broken {
+            match rescue(&state, &mut opened, &mut writer, &mut told, deadline).await {
+                Rescue::Continued => continue,
+                Rescue::Impossible => failure,
+                Rescue::Failed(err) => err,
+            }
+        } else {
+            failure
+        };
+        let _ = tx.send(writer.error(&failure).await).await;
+        return;
     }
 }
 
@@ -156,9 +194,95 @@ fn broke(state: &AppState, opened: &mut Opened, err: ProviderError) -> ApiError 
         model: opened.model.clone(),
         error: Some(err),
     });
+    failed(opened)
+}
+
+fn failed(opened: &Opened) -> ApiError {
     ApiError::UpstreamError {
         attempts: opened.failed.iter().map(upstream::report).collect(),
     }
+}
+
+/// How a break ended.
+enum Rescue {
+    /// Another model goes on with the answer: `opened` relays it now.
+    Continued,
+    /// Not a session's answer, something besides text sent, or no next model that
+    /// continues streams.
+    Impossible,
+    /// The models asked to go on failed too.
+    Failed(ApiError),
+}
+
+/// After a break, opens a stream on the next models of the chain that continue streams,
+/// each given the text the client has as the start of its answer, and makes it the one
+/// `opened` relays.
+async fn rescue(
+    state: &AppState,
+    opened: &mut Opened,
+    writer: &mut impl EventWriter,
+    told: &mut Told,
+    deadline: Instant,
+) -> Rescue {
+    if !told.only_text || told.text.is_empty() {
+        return Rescue::Impossible;
+    }
+    let Some((prepared, index)) = writer.continuable().and_then(|d| d.continuable()) else {
+        return Rescue::Impossible;
+    };
+    let rest: Vec<Arc<Model>> = (prepared.chain.iter().skip(index + 1))
+        .take_while(|m| m.continue_streams)
+        .cloned()
+        .collect();
+    let requests: Vec<(String, ChatRequest)> = (rest.iter())
+        .map(|m| {
+            let request = ChatRequest {
+                prefill: Some(told.text.clone()),
+                ..prepared.request_for(m)
+            };
+            (m.name.clone(), request)
+        })
+        .collect();
+    let Some((_, first)) = requests.first() else {
+        return Rescue::Impossible;
+    };
+    let request_for = |m: &Model| {
+        (requests.iter().find(|(name, _)| *name == m.name))
+            .map_or(first, |(_, r)| r)
+            .clone()
+    };
+    tracing::info!(model = %opened.model, "continuing a broken stream on the next model");
+    let routed = state.router.open_stream(&rest, request_for, deadline).await;
+    let routed = match routed {
+        Ok(routed) => routed,
+        Err(RouteError::Deadline(_)) => return Rescue::Failed(ApiError::UpstreamTimeout),
+        Err(RouteError::Exhausted(attempts)) => {
+            opened.failed.extend(attempts);
+            return Rescue::Failed(failed(opened));
+        }
+    };
+    let next = index + 1 + routed.index;
+    let model = rest
+        .get(routed.index)
+        .map_or_else(String::new, |m| m.name.clone());
+    let part = told
+        .text
+        .get(told.part_start..)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(destination) = writer.continuable() {
+        destination.continued(part, next);
+    }
+    told.part_start = told.text.len();
+    opened.failed.extend(routed.failed);
+    *opened = Opened {
+        index: next,
+        model,
+        first: Some(routed.value.first),
+        rest: routed.value.rest,
+        failed: std::mem::take(&mut opened.failed),
+    };
+    Rescue::Continued
 }
 
 /// `POST /v1/sessions/{id}/messages` with `"stream": true`: `delta` events, then one `done`
@@ -198,6 +322,10 @@ impl EventWriter for SessionEvents {
             destination.abandon().await;
         }
         sse("error", &err.body())
+    }
+
+    fn continuable(&mut self) -> Option<&mut Destination> {
+        self.destination.as_mut()
     }
 }
 

@@ -100,6 +100,7 @@ mod tests {
             temperature: None,
             options: Default::default(),
             first_byte_timeout: None,
+            prefill: None,
         }
     }
 

@@ -60,6 +60,9 @@ pub struct ChatRequest {
     /// How long to wait for the response headers; set by the router (see
     /// [`router::Router::complete`]), `None` for no bound of its own.
     pub first_byte_timeout: Option<Duration>,
+    /// The start of the answer, already written by another model whose stream broke: the
+    /// model is to go on from there and write only what comes next.
+    pub prefill: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

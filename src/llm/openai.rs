@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 use super::{
     ChatRequest, ChatResponse, Decoded, Delta, EventStream, HttpClient, Provider, ProviderError,
@@ -96,11 +97,31 @@ struct WireRequest<'a> {
     first_byte_timeout: Option<std::time::Duration>,
 }
 
-struct WireMessage<'a>(&'a Message);
+struct WireMessage<'a>(Cow<'a, Message>);
+
+/// Asked after the start of an answer another model wrote, given as the assistant's last
+/// turn: OpenAI-compatible APIs have no prefill, so the model is told to go on from there.
+const CONTINUE: &str = "Your last message above was cut off. Continue it exactly where it \
+    stops, starting with the very next characters; do not repeat any of it and do not \
+    comment on the continuation.";
+
+/// The request's messages, then, for a continuation, the start of the answer and the
+/// instruction to go on with it.
+fn wire_messages(request: &ChatRequest) -> Vec<WireMessage<'_>> {
+    let mut messages: Vec<WireMessage<'_>> = (request.messages.iter())
+        .map(|m| WireMessage(Cow::Borrowed(m)))
+        .collect();
+    if let Some(prefill) = &request.prefill {
+        for (role, text) in [(Role::Assistant, prefill.as_str()), (Role::User, CONTINUE)] {
+            messages.push(WireMessage(Cow::Owned(Message::text(role, text))));
+        }
+    }
+    messages
+}
 
 impl Serialize for WireMessage<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let message = self.0;
+        let message = self.0.as_ref();
         let role = match message.role {
             Role::Developer => Role::System,
             Role::Tool if message.tool_call_id.is_none() => Role::User,
@@ -120,7 +141,7 @@ impl<'a> WireRequest<'a> {
         let options = &request.options;
         Self {
             model: &request.model,
-            messages: request.messages.iter().map(WireMessage).collect(),
+            messages: wire_messages(request),
             max_tokens: request.max_tokens,
             temperature: request.temperature,
             stream,

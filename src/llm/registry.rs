@@ -22,6 +22,8 @@ pub struct Model {
     pub fallbacks: Vec<String>,
     /// Its own attempt settings, over `[routing]`'s.
     pub overrides: Overrides,
+    /// May finish an answer whose stream broke on an earlier model (`continue_streams`).
+    pub continue_streams: bool,
 }
 
 impl Model {
@@ -82,6 +84,7 @@ impl ModelRegistry {
             tokenizer,
             fallbacks: m.fallbacks.clone(),
             overrides: Overrides::from_model(m),
+            continue_streams: m.continue_streams.unwrap_or(true),
         };
         for alias in &m.aliases {
             self.aliases.insert(alias.clone(), m.name.clone());

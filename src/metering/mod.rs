@@ -226,29 +226,41 @@ impl Metering {
     /// failure here is not returned: the answer exists and the client should get it; what
     /// the store refused is written again later (see [`backlog`]).
     pub async fn settle(&mut self, model: &Model, usage: Usage, cost_nano_usd: u64) {
-        record_metrics(model, usage, cost_nano_usd);
-        let used_tokens = u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens);
+        self.settle_parts(&[(model, usage, cost_nano_usd)]).await;
+    }
+
+    /// [`Metering::settle`] for an answer several models wrote a part of (a stream that
+    /// broke and was continued): the reservation is replaced by their sum, and each is
+    /// recorded against its own model.
+    pub async fn settle_parts(&mut self, parts: &[(&Model, Usage, u64)]) {
         let store = self.store.as_ref();
         if self.holding {
             self.holding = false;
-            let settlement = self.settlement(used_tokens, cost_nano_usd);
+            let (used_tokens, used_cost) = parts.iter().fold((0, 0), |(t, c), (_, u, cost)| {
+                let tokens = u64::from(u.prompt_tokens) + u64::from(u.completion_tokens);
+                (t + tokens, c + cost)
+            });
+            let settlement = self.settlement(used_tokens, used_cost);
             self.backlog
                 .write(store, Deferred::Settlement(settlement))
                 .await;
         }
-        let row = UsageRow {
-            day: today(),
-            key_id: self.key_id.clone(),
-            model: model.name.clone(),
-            requests: 1,
-            prompt_tokens: u64::from(usage.prompt_tokens),
-            completion_tokens: u64::from(usage.completion_tokens),
-            cost_nano_usd,
-        };
-        let tenant = self.tenant.clone();
-        self.backlog
-            .write(store, Deferred::Usage { tenant, row })
-            .await;
+        for &(model, usage, cost_nano_usd) in parts {
+            record_metrics(model, usage, cost_nano_usd);
+            let row = UsageRow {
+                day: today(),
+                key_id: self.key_id.clone(),
+                model: model.name.clone(),
+                requests: 1,
+                prompt_tokens: u64::from(usage.prompt_tokens),
+                completion_tokens: u64::from(usage.completion_tokens),
+                cost_nano_usd,
+            };
+            let tenant = self.tenant.clone();
+            self.backlog
+                .write(store, Deferred::Usage { tenant, row })
+                .await;
+        }
     }
 
     fn settlement(&self, used_tokens: u64, used_cost_nano_usd: u64) -> Settlement {

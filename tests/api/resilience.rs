@@ -5,6 +5,7 @@
 mod breaker;
 mod calls;
 mod context;
+mod continuation;
 mod defaults;
 mod low_rate;
 mod openai_sdk;

@@ -45,7 +45,14 @@ pub(super) fn translate(request: &ChatRequest, stream: bool) -> Result<Translate
             message: "the Anthropic API takes a temperature between 0 and 1".into(),
         });
     }
-    let (system, messages) = conversation(&request.messages)?;
+    let (system, mut messages) = conversation(&request.messages)?;
+    // A last assistant turn is what the API continues. It refuses one ending in
+    // whitespace, which the answer goes on with anyway.
+    if let Some(prefill) = request.prefill.as_deref().map(str::trim_end)
+        && !prefill.is_empty()
+    {
+        messages.push(json!({ "role": "assistant", "content": prefill }));
+    }
     let mut body = Map::new();
     body.insert("model".into(), json!(request.model));
     if !system.is_empty() {

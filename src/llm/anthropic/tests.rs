@@ -33,6 +33,7 @@ fn request() -> ChatRequest {
         temperature: Some(0.5),
         options: Default::default(),
         first_byte_timeout: None,
+        prefill: None,
     }
 }
 
@@ -471,5 +472,24 @@ async fn streamed_tool_use_becomes_openai_tool_call_pieces() {
             prompt_tokens: 30,
             completion_tokens: 12
         })
+    );
+}
+
+#[test]
+fn a_prefill_is_the_last_assistant_turn_without_trailing_whitespace() {
+    let continued = ChatRequest {
+        prefill: Some("Hello wor \n".into()),
+        ..request()
+    };
+    let body = request::translate(&continued, true).unwrap().body;
+    let messages = body["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.last().unwrap(),
+        &json!({"role": "assistant", "content": "Hello wor"})
+    );
+    let plain = request::translate(&request(), true).unwrap().body;
+    assert_eq!(
+        plain["messages"].as_array().unwrap().len() + 1,
+        messages.len()
     );
 }

@@ -29,6 +29,7 @@ fn request() -> ChatRequest {
         temperature: None,
         options: Default::default(),
         first_byte_timeout: None,
+        prefill: None,
     }
 }
 

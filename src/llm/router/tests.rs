@@ -95,6 +95,7 @@ fn model(name: &str, provider: Arc<Scripted>) -> Arc<Model> {
         tokenizer: Tokenizer::O200kBase,
         fallbacks: Vec::new(),
         overrides: Overrides::default(),
+        continue_streams: true,
     })
 }
 
@@ -118,6 +119,7 @@ fn request(model: &Model) -> ChatRequest {
         temperature: None,
         options: Default::default(),
         first_byte_timeout: None,
+        prefill: None,
     }
 }
 

@@ -1,6 +1,7 @@
-//! Streaming faults: before the first content a failure falls back invisibly; after it the
-//! model never changes, and a failure ends the stream with an `error` event, no `done`,
-//! nothing stored.
+//! Streaming faults: before the first content a failure falls back invisibly; after it,
+//! when the fallback does not continue streams (`continue_streams = false`, see
+//! `continuation.rs` for when it does), the model never changes, and a failure ends the
+//! stream with an `error` event, no `done`, nothing stored.
 
 use std::time::Duration;
 
@@ -8,11 +9,15 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{Rig, rig};
+use super::{Rig, rig, rig_with_models};
 use crate::faults::{End, Reply, content_event, proper_tail};
 
 /// Sends a streamed message; returns the status and the `(event, data)` pairs.
-async fn stream(rig: &Rig, id: &str, content: &str) -> (StatusCode, Vec<(String, Value)>) {
+pub(super) async fn stream(
+    rig: &Rig,
+    id: &str,
+    content: &str,
+) -> (StatusCode, Vec<(String, Value)>) {
     let response = rig
         .app
         .http
@@ -42,7 +47,7 @@ async fn stream(rig: &Rig, id: &str, content: &str) -> (StatusCode, Vec<(String,
     (status, events)
 }
 
-fn deltas(events: &[(String, Value)]) -> String {
+pub(super) fn deltas(events: &[(String, Value)]) -> String {
     events
         .iter()
         .filter(|(name, _)| name == "delta")
@@ -51,7 +56,7 @@ fn deltas(events: &[(String, Value)]) -> String {
 }
 
 /// The stream ended with an `error` event naming `reason`, and no `done`.
-fn assert_ends_in_error(events: &[(String, Value)], reason: &str) {
+pub(super) fn assert_ends_in_error(events: &[(String, Value)], reason: &str) {
     let (last, data) = events.last().unwrap();
     assert_eq!(last, "error", "{events:?}");
     assert_eq!(data["error"], "upstream_error");
@@ -60,6 +65,16 @@ fn assert_ends_in_error(events: &[(String, Value)], reason: &str) {
         reason
     );
     assert!(events.iter().all(|(name, _)| name != "done"));
+}
+
+/// Model `beta` (the fallback) does not go on with a stream that broke on `alpha`.
+async fn rig_without_continuation(primary: Reply) -> Rig {
+    rig_with_models(
+        primary,
+        Reply::answer("beta"),
+        ["", "continue_streams = false"],
+    )
+    .await
 }
 
 fn tail() -> Vec<String> {
@@ -127,7 +142,7 @@ async fn stream_cut_after_part_of_the_answer_is_an_error_and_not_stored() {
         &[],
         End::Close,
     );
-    let rig = rig(cut, Reply::answer("beta")).await;
+    let rig = rig_without_continuation(cut).await;
     let id = rig.session().await;
     let (status, events) = stream(&rig, &id, "hi").await;
     assert_eq!(status, StatusCode::OK);
@@ -147,7 +162,7 @@ async fn stream_cut_after_part_of_the_answer_is_an_error_and_not_stored() {
 #[tokio::test]
 async fn stalled_stream_with_the_connection_open_ends_after_the_idle_timeout() {
     let stalled = Reply::stream(Duration::ZERO, Duration::ZERO, &["Hel"], &[], End::Hang);
-    let rig = rig(stalled, Reply::answer("beta")).await;
+    let rig = rig_without_continuation(stalled).await;
     let id = rig.session().await;
     let started = Instant::now();
     let (_, events) = stream(&rig, &id, "hi").await;
@@ -176,13 +191,10 @@ async fn malformed_chunk_mid_stream_ends_cleanly_and_the_service_stays_healthy()
         (Duration::ZERO, content_event("lo")),
         (Duration::ZERO, "data: [DONE]\n\n".to_string()),
     ];
-    let rig = rig(
-        Reply::Sse {
-            events,
-            end: End::Close,
-        },
-        Reply::answer("beta"),
-    )
+    let rig = rig_without_continuation(Reply::Sse {
+        events,
+        end: End::Close,
+    })
     .await;
     let id = rig.session().await;
     let (_, events) = stream(&rig, &id, "hi").await;
@@ -204,7 +216,7 @@ async fn without_done(tail: &[&str]) -> (Rig, String, Vec<(String, Value)>) {
         tail,
         End::Close,
     );
-    let rig = rig(reply, Reply::answer("beta")).await;
+    let rig = rig_without_continuation(reply).await;
     let id = rig.session().await;
     let (_, events) = stream(&rig, &id, "hi").await;
     (rig, id, events)
