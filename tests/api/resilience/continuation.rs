@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{
     Rig, rig,
-    streams::{assert_ends_in_error, deltas, stream},
+    streams::{assert_ends_in_error, deltas, malformed_after, stream},
 };
 use crate::faults::{End, Reply, USAGE, content_event};
 
@@ -76,16 +76,14 @@ async fn assert_one_answer(rig: &Rig, id: &str, events: &[(String, Value)], star
     );
 }
 
+/// "Hello ", "wor", then no finish: the stream closes or hangs as `end` says.
+fn hello_wor(end: End) -> Reply {
+    Reply::stream(Duration::ZERO, Duration::ZERO, &["Hello ", "wor"], &[], end)
+}
+
 #[tokio::test]
 async fn a_cut_stream_is_finished_by_the_fallback() {
-    let cut = Reply::stream(
-        Duration::ZERO,
-        Duration::ZERO,
-        &["Hello ", "wor"],
-        &[],
-        End::Close,
-    );
-    let (rig, id, events) = continued(cut).await;
+    let (rig, id, events) = continued(hello_wor(End::Close)).await;
     assert_one_answer(&rig, &id, &events, "Hello wor").await;
     assert_eq!(
         rig.primary.count(),
@@ -96,14 +94,7 @@ async fn a_cut_stream_is_finished_by_the_fallback() {
 
 #[tokio::test]
 async fn a_stalled_stream_is_finished_by_the_fallback() {
-    let stalled = Reply::stream(
-        Duration::ZERO,
-        Duration::ZERO,
-        &["Hello ", "wor"],
-        &[],
-        End::Hang,
-    );
-    let (rig, id, events) = continued(stalled).await;
+    let (rig, id, events) = continued(hello_wor(End::Hang)).await;
     assert_one_answer(&rig, &id, &events, "Hello wor").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(rig.primary.in_flight(), 0, "the stalled stream was dropped");
@@ -111,29 +102,13 @@ async fn a_stalled_stream_is_finished_by_the_fallback() {
 
 #[tokio::test]
 async fn a_stream_with_a_malformed_chunk_is_finished_by_the_fallback() {
-    let events = vec![
-        (Duration::ZERO, content_event("Hello wor")),
-        (Duration::ZERO, "data: {oops\n\n".to_string()),
-        (Duration::ZERO, content_event("never read")),
-        (Duration::ZERO, "data: [DONE]\n\n".to_string()),
-    ];
-    let (rig, id, events) = continued(Reply::Sse {
-        events,
-        end: End::Close,
-    })
-    .await;
+    let (rig, id, events) = continued(malformed_after("Hello wor")).await;
     assert_one_answer(&rig, &id, &events, "Hello wor").await;
 }
 
 #[tokio::test]
 async fn a_fallback_that_refuses_the_continuation_ends_in_an_error() {
-    let cut = Reply::stream(
-        Duration::ZERO,
-        Duration::ZERO,
-        &["Hello ", "wor"],
-        &[],
-        End::Close,
-    );
+    let cut = hello_wor(End::Close);
     let refuses = Reply::error(400, "invalid_request_error", "no assistant prefill");
     let rig = rig(cut, refuses).await;
     let id = rig.session().await;

@@ -77,6 +77,20 @@ async fn rig_without_continuation(primary: Reply) -> Rig {
     .await
 }
 
+/// `first`, then a chunk that is not JSON, then more content that is never read.
+pub(super) fn malformed_after(first: &str) -> Reply {
+    let events = vec![
+        (Duration::ZERO, content_event(first)),
+        (Duration::ZERO, "data: {oops\n\n".to_string()),
+        (Duration::ZERO, content_event("lo")),
+        (Duration::ZERO, "data: [DONE]\n\n".to_string()),
+    ];
+    Reply::Sse {
+        events,
+        end: End::Close,
+    }
+}
+
 fn tail() -> Vec<String> {
     proper_tail()
 }
@@ -185,17 +199,7 @@ async fn stalled_stream_with_the_connection_open_ends_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn malformed_chunk_mid_stream_ends_cleanly_and_the_service_stays_healthy() {
-    let events = vec![
-        (Duration::ZERO, content_event("Hel")),
-        (Duration::ZERO, "data: {oops\n\n".to_string()),
-        (Duration::ZERO, content_event("lo")),
-        (Duration::ZERO, "data: [DONE]\n\n".to_string()),
-    ];
-    let rig = rig_without_continuation(Reply::Sse {
-        events,
-        end: End::Close,
-    })
-    .await;
+    let rig = rig_without_continuation(malformed_after("Hel")).await;
     let id = rig.session().await;
     let (_, events) = stream(&rig, &id, "hi").await;
     assert_eq!(deltas(&events), "Hel", "nothing after the bad chunk");
