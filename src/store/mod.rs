@@ -186,6 +186,9 @@ pub trait Store: keys::KeyStore + metering::MeterStore + import::ImportStore + S
     /// Takes the session's send lease (and the idempotency key) and reads the session
     /// with its newest turns, in one atomic step: one round trip starts a send.
     async fn admit(&self, id: &str, request: &AdmitRequest<'_>) -> StoreResult<Admission>;
+    /// Lengthens the lease to `lease_ms` from now if `lease_token` still holds it;
+    /// `Ok(false)` when it does not (it lapsed, or another send has it).
+    async fn renew(&self, id: &str, lease_token: &str, lease_ms: u64) -> StoreResult<bool>;
     /// Gives the lease back after a failed send and forgets the in-flight idempotency mark.
     async fn release(
         &self,

@@ -26,6 +26,7 @@ mod redis_server;
 mod redis_tls;
 mod resilience;
 mod responses;
+mod restart;
 mod round_trip;
 mod send_faults;
 mod sessions;

@@ -590,6 +590,66 @@ async fn admit_reads_the_session_and_its_tail(store: &dyn Store) {
     );
 }
 
+async fn renewing_keeps_only_the_holders_lease(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_session(store).await;
+    let short = AdmitRequest {
+        tenant: "acme",
+        lease_token: "holder",
+        lease_ms: 300,
+        claim: None,
+        now_ms: now_ms(),
+        tail: 4,
+        hold_ms: 0,
+    };
+    assert_eq!(
+        admitted_len(&store.admit(&id, &short).await.unwrap()),
+        Some(0)
+    );
+    assert!(
+        !store.renew(&id, "not-the-holder", 60_000).await.unwrap(),
+        "{kind}: only the holder renews"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(store.renew(&id, "holder", 300).await.unwrap(), "{kind}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        matches!(admit(store, &id, "b", None).await, Admission::Busy { .. }),
+        "{kind}: 400 ms after admission, the renewed lease still holds"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !store.renew(&id, "holder", 300).await.unwrap(),
+        "{kind}: a lapsed lease is not renewed"
+    );
+    assert_eq!(admitted_len(&admit(store, &id, "b", None).await), Some(0));
+    assert!(!store.renew(&new_id(), "holder", 300).await.unwrap());
+}
+
+/// An admission sent again (its connection broke: the first may or may not have run)
+/// answers as the first did, with or without an idempotency key.
+async fn admission_repeated_with_its_token_is_admitted_again(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_session(store).await;
+    let claim = claim("k", "f");
+    for attempt in 0..2 {
+        assert_eq!(
+            admitted_len(&admit(store, &id, "a", Some(&claim)).await),
+            Some(0),
+            "{kind}: attempt {attempt}"
+        );
+    }
+    assert_eq!(
+        admit(store, &id, "b", Some(&claim)).await,
+        Admission::KeyInUse,
+        "{kind}: another request with the key"
+    );
+    assert!(
+        matches!(admit(store, &id, "c", None).await, Admission::Busy { .. }),
+        "{kind}"
+    );
+}
+
 async fn lease_expires_by_itself(store: &dyn Store) {
     let kind = store.kind();
     let id = new_session(store).await;
@@ -853,6 +913,8 @@ on_both_stores!(
     commit_after_delete_does_not_resurrect,
     idempotency_claims,
     lease_expires_by_itself,
+    renewing_keeps_only_the_holders_lease,
+    admission_repeated_with_its_token_is_admitted_again,
     user_index,
     user_index_follows_the_session_not_the_id,
     admission_holds_the_session_for_the_send,

@@ -264,7 +264,10 @@ impl Store for MemoryStore {
             return Ok(Admission::Missing);
         };
         let holder = entry.lease_holder().map(str::to_string);
+        // Run again with the same token, an admission answers as it did (see admit.lua).
+        let ours = holder.as_deref() == Some(lease_token);
         if let Some(claim) = claim
+            && !ours
             && let Some(record) = entry.idempotency.get(&claim.key)
         {
             let same = record.fingerprint == claim.fingerprint;
@@ -282,7 +285,7 @@ impl Store for MemoryStore {
                 _ => {}
             }
         }
-        if holder.is_some() {
+        if holder.is_some() && !ours {
             let remaining = entry.lease.as_ref().map_or(Duration::ZERO, |(_, until)| {
                 until.saturating_duration_since(Instant::now())
             });
@@ -313,6 +316,21 @@ impl Store for MemoryStore {
             session: entry.session.clone(),
             tail: entry.turns[from..].to_vec(),
         })))
+    }
+
+    async fn renew(&self, id: &str, lease_token: &str, lease_ms: u64) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let Some(entry) = state.live(id) else {
+            return Ok(false);
+        };
+        if entry.lease_holder() != Some(lease_token) {
+            return Ok(false);
+        }
+        entry.lease = Some((
+            lease_token.to_string(),
+            Instant::now() + Duration::from_millis(lease_ms),
+        ));
+        Ok(true)
     }
 
     async fn release(

@@ -21,7 +21,7 @@ use crate::store::{
 
 lua!(SAVE, "lua/key_save.lua");
 lua!(DELETE, "lua/key_delete.lua");
-lua!(LOOKUP, "lua/key_lookup.lua");
+lua!(LOOKUP, "lua/key_lookup.lua", repeatable);
 lua!(ADD_TOKEN, "lua/client_token.lua");
 
 const TABLE: &str = "keytable:";

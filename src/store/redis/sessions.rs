@@ -305,6 +305,18 @@ impl Store for RedisStore {
         })
     }
 
+    async fn renew(&self, id: &str, lease_token: &str, lease_ms: u64) -> StoreResult<bool> {
+        let lease = self.key(id, "lease");
+        let renewed: i64 = self
+            .script(
+                &scripts::RENEW,
+                &[&lease],
+                &[lease_token, &lease_ms.to_string()],
+            )
+            .await?;
+        Ok(renewed == 1)
+    }
+
     async fn release(
         &self,
         id: &str,
