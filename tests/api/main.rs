@@ -22,6 +22,7 @@ mod out_of_memory;
 mod outage;
 mod playground;
 mod readiness;
+mod redis_cluster;
 mod redis_server;
 mod redis_tls;
 mod resilience;
