@@ -7,6 +7,7 @@ use std::{fmt::Write as _, process::ExitCode};
 use crate::{
     config::{ProviderKind, Settings, args::ConfigArgs},
     domain::tokens::Tokenizer,
+    llm::timing::{Overrides, Timing},
 };
 
 pub fn run(args: &ConfigArgs) -> ExitCode {
@@ -116,8 +117,34 @@ pub fn report(s: &Settings) -> String {
         })
         .collect();
     table(&mut out, "fallback chains", &["model", "chain"], chains);
+    let attempt_headers = [
+        "model",
+        "attempt ms",
+        "first byte ms",
+        "first token ms",
+        "retries",
+    ];
+    table(&mut out, "attempts", &attempt_headers, attempts(s));
     table(&mut out, "limits", &["limit", "value"], limits(s));
     out
+}
+
+/// Each model's attempt settings: its own where it has them, else `[routing]`'s.
+fn attempts(s: &Settings) -> Vec<Vec<String>> {
+    let routing = Timing::from_routing(&s.routing);
+    (s.models.iter())
+        .map(|m| {
+            let own = routing.with(&Overrides::from_model(m));
+            let ms = |d: std::time::Duration| d.as_millis().to_string();
+            vec![
+                m.name.clone(),
+                ms(own.attempt),
+                ms(own.first_byte),
+                ms(own.first_token),
+                own.max_retries.to_string(),
+            ]
+        })
+        .collect()
 }
 
 fn store_line(s: &Settings) -> String {
@@ -205,7 +232,19 @@ fn limits(s: &Settings) -> Vec<Vec<String>> {
             "routing.attempt_timeout_ms",
             s.routing.attempt_timeout_ms.to_string(),
         ),
+        (
+            "routing.first_byte_timeout_ms",
+            s.routing.first_byte_timeout_ms.to_string(),
+        ),
+        (
+            "routing.first_token_timeout_ms",
+            s.routing.first_token_timeout_ms.to_string(),
+        ),
         ("routing.max_retries", s.routing.max_retries.to_string()),
+        (
+            "routing.breaker_consecutive_failures",
+            s.routing.breaker_consecutive_failures.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(name, value)| vec![name.to_string(), value])

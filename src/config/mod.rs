@@ -162,6 +162,7 @@ impl Settings {
                 fallbacks: Vec::new(),
                 tokenizer: None,
                 aliases: Vec::new(),
+                ..ModelSettings::default()
             });
         }
     }
@@ -242,6 +243,14 @@ impl Settings {
                 return fail(format!(
                     "models[{i}].tokenizer: unknown tokenizer `{tokenizer}`"
                 ));
+            }
+            let timeouts = [
+                ("attempt_timeout_ms", model.attempt_timeout_ms),
+                ("first_byte_timeout_ms", model.first_byte_timeout_ms),
+                ("first_token_timeout_ms", model.first_token_timeout_ms),
+            ];
+            if let Some((field, _)) = timeouts.iter().find(|(_, ms)| *ms == Some(0)) {
+                return fail(format!("models[{i}].{field}: must be at least 1"));
             }
             for fallback in &model.fallbacks {
                 if !self

@@ -8,11 +8,15 @@ use super::ConfigError;
 pub struct RoutingSettings {
     /// Whole-answer bound of one non-streaming attempt.
     pub attempt_timeout_ms: u64,
+    /// Non-streaming, while a fallback remains: from sending the request to the response
+    /// headers. A silent model is left for the fallback long before `attempt_timeout_ms`.
+    pub first_byte_timeout_ms: u64,
     /// Streaming: from sending the request to the first piece of the answer.
     pub first_token_timeout_ms: u64,
     /// Streaming: longest silence between two chunks once the answer flows.
     pub idle_timeout_ms: u64,
-    /// Retries of one model after its first attempt (5xx, timeouts, resets, 429).
+    /// Retries of one model after its first attempt (5xx, resets, 429; a timeout is retried
+    /// only on the last model of the chain).
     pub max_retries: u32,
     /// Full-jitter backoff: the n-th retry waits up to `min(max, base · 2ⁿ)`.
     pub backoff_base_ms: u64,
@@ -28,6 +32,8 @@ pub struct RoutingSettings {
     pub breaker_min_requests: u32,
     /// … and the breaker opens when this fraction of them failed.
     pub breaker_failure_rate: f64,
+    /// It also opens after this many failures in a row, however few the window holds.
+    pub breaker_consecutive_failures: u32,
     /// First cooldown of an open breaker; each failed probe doubles it up to the max.
     pub breaker_cooldown_ms: u64,
     pub breaker_max_cooldown_ms: u64,
@@ -39,7 +45,10 @@ impl Default for RoutingSettings {
     fn default() -> Self {
         RoutingSettings {
             attempt_timeout_ms: 60_000,
-            first_token_timeout_ms: 30_000,
+            // A silent primary costs 10 s before its fallback is asked: well inside the
+            // 30 s most clients wait.
+            first_byte_timeout_ms: 10_000,
+            first_token_timeout_ms: 10_000,
             idle_timeout_ms: 30_000,
             max_retries: 2,
             backoff_base_ms: 250,
@@ -50,6 +59,7 @@ impl Default for RoutingSettings {
             breaker_window_seconds: 30,
             breaker_min_requests: 10,
             breaker_failure_rate: 0.5,
+            breaker_consecutive_failures: 5,
             breaker_cooldown_ms: 5_000,
             breaker_max_cooldown_ms: 60_000,
             probe_timeout_ms: 10_000,
@@ -61,11 +71,16 @@ impl RoutingSettings {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("attempt_timeout_ms", self.attempt_timeout_ms),
+            ("first_byte_timeout_ms", self.first_byte_timeout_ms),
             ("first_token_timeout_ms", self.first_token_timeout_ms),
             ("idle_timeout_ms", self.idle_timeout_ms),
             ("probe_timeout_ms", self.probe_timeout_ms),
             ("breaker_cooldown_ms", self.breaker_cooldown_ms),
             ("breaker_window_seconds", self.breaker_window_seconds),
+            (
+                "breaker_consecutive_failures",
+                u64::from(self.breaker_consecutive_failures),
+            ),
             (
                 "retry_budget_window_seconds",
                 self.retry_budget_window_seconds,

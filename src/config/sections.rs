@@ -188,7 +188,7 @@ pub struct ProviderSettings {
     pub api_key: Option<Secret>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
     pub name: String,
@@ -208,6 +208,15 @@ pub struct ModelSettings {
     pub tokenizer: Option<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// This model's own attempt settings, each overriding `[routing]`'s.
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    #[serde(default)]
+    pub attempt_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub first_byte_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub first_token_timeout_ms: Option<u64>,
 }
 
 pub(super) fn default_context_tokens() -> u32 {

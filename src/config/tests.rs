@@ -58,6 +58,14 @@ fn errors_name_the_field() {
             "[sessions]\nlease_renew_seconds = 0",
             "sessions.lease_renew_seconds",
         ),
+        (
+            "[[models]]\nname = \"m\"\nprovider = \"builtin-echo\"\nattempt_timeout_ms = 0",
+            "models[0].attempt_timeout_ms",
+        ),
+        (
+            "[routing]\nbreaker_consecutive_failures = 0",
+            "routing.breaker_consecutive_failures",
+        ),
     ];
     for (file, field) in cases {
         let err = Settings::from_toml(file, &env(&[]))
@@ -76,4 +84,22 @@ fn secrets_come_from_the_environment_and_do_not_print() {
         "sk-plain-text"
     );
     assert!(!format!("{s:?}").contains("sk-plain-text"));
+}
+
+#[test]
+fn models_take_their_own_attempt_settings() {
+    let file = "[[models]]\nname = \"m\"\nprovider = \"builtin-echo\"\nmax_retries = 0\n\
+                attempt_timeout_ms = 20000\nfirst_byte_timeout_ms = 3000\n\
+                first_token_timeout_ms = 4000";
+    let s = Settings::from_toml(file, &env(&[])).unwrap();
+    let m = &s.models[0];
+    let own = (
+        m.max_retries,
+        m.attempt_timeout_ms,
+        m.first_byte_timeout_ms,
+        m.first_token_timeout_ms,
+    );
+    assert_eq!(own, (Some(0), Some(20_000), Some(3_000), Some(4_000)));
+    let echo = s.models.iter().find(|m| m.name == ECHO_MODEL).unwrap();
+    assert_eq!(echo.max_retries, None, "unset: [routing] decides");
 }

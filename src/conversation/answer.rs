@@ -109,6 +109,7 @@ pub async fn of_call(
         max_tokens,
         temperature,
         options: options.clone(),
+        first_byte_timeout: None,
     };
     let deadline = upstream::deadline(state);
     if streaming {

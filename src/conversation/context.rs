@@ -5,7 +5,7 @@ use crate::{
         context::{ContextInput, build_context},
         message::{Message, Role, Turn},
         session::StoredSession,
-        tokens::TokenCounter,
+        tokens::{TokenCounter, Tokenizer},
     },
     error::ApiError,
     llm::registry::Model,
@@ -23,6 +23,14 @@ pub struct Assembled {
     pub dropped: u64,
     /// Some were left out because the token budget could not hold them.
     pub truncated: bool,
+    /// How `messages` divides, so the prompt can be fitted to another model
+    /// ([`Assembled::fitted`]): a system prompt first or not, then `history` kept turns,
+    /// the newest `pinned` of which must stay; the new turns after them.
+    pub system: bool,
+    pub history: usize,
+    pub pinned: usize,
+    /// The tokenizer `tokens` was counted with.
+    pub tokenizer: Tokenizer,
 }
 
 /// What a prompt is built around, besides the stored history.
@@ -117,5 +125,9 @@ pub async fn assemble(
         budget: around.budget,
         dropped: session.message_count.saturating_sub(kept.len() as u64),
         truncated: plan.over_budget,
+        system: system.is_some(),
+        history: kept.len(),
+        pinned: around.pinned.min(kept.len()),
+        tokenizer: model.tokenizer,
     })
 }

@@ -11,6 +11,7 @@ mod finish;
 mod input;
 pub mod lease;
 pub mod outcome;
+mod refit;
 pub mod send;
 pub mod stream;
 pub mod upstream;

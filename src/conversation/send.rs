@@ -254,13 +254,17 @@ fn options(session: &StoredSession, input: &SendInput) -> Result<Options, ApiErr
 }
 
 impl Prepared {
+    /// The request for one model of the chain, its prompt fitted to that model.
     pub fn request_for(&self, model: &Model) -> ChatRequest {
+        let budget = budget(&self.session, model, self.max_tokens);
+        let tools = &self.options.tools;
         ChatRequest {
             model: model.upstream_name.clone(),
-            messages: self.assembled.messages.clone(),
+            messages: self.assembled.fitted(model.tokenizer, tools, budget),
             max_tokens: Some(self.max_tokens),
             temperature: self.temperature,
             options: self.options.clone(),
+            first_byte_timeout: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! The router holds an upstream stream back until its first content, so every failure
 //! before that point (refused, reset, 5xx, no first token in time) still falls back to the
 //! next attempt and the client sees nothing of it. From the first byte sent on, the model
-//! is fixed: a later failure (cut, stall, malformed chunk, missing terminator) ends the
+//! is fixed: a later failure (cut, stall, malformed chunk, an end before any finish) ends the
 //! stream with an error event, never with the event that means "complete", and nothing is
 //! stored.
 

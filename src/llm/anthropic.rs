@@ -43,7 +43,11 @@ impl AnthropicProvider {
         }
     }
 
-    async fn post(&self, body: &serde_json::Value) -> Result<reqwest::Response, ProviderError> {
+    async fn post(
+        &self,
+        body: &serde_json::Value,
+        first_byte: Option<std::time::Duration>,
+    ) -> Result<reqwest::Response, ProviderError> {
         let mut request = self
             .client
             .get()
@@ -53,7 +57,7 @@ impl AnthropicProvider {
         if let Some(key) = &self.api_key {
             request = request.header("x-api-key", key);
         }
-        super::send(request, self.api_key.as_deref()).await
+        super::send(request, self.api_key.as_deref(), first_byte).await
     }
 }
 
@@ -71,14 +75,14 @@ impl std::fmt::Debug for AnthropicProvider {
 impl Provider for AnthropicProvider {
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let wire = request::translate(request, false)?;
-        let answer = self.post(&wire.body).await?;
+        let answer = self.post(&wire.body, request.first_byte_timeout).await?;
         let message: response::WireMessage = super::read_json(answer).await?;
         Ok(message.into_response(wire.answer_tool.as_deref()))
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<EventStream, ProviderError> {
         let wire = request::translate(request, true)?;
-        let answer = self.post(&wire.body).await?;
+        let answer = self.post(&wire.body, request.first_byte_timeout).await?;
         let decoder = response::EventDecoder::new(wire.answer_tool);
         Ok(super::drive_sse(answer, decoder))
     }

@@ -1,9 +1,12 @@
 //! A circuit breaker per configured model (one provider + one upstream model).
 //!
 //! Closed: outcomes go into a rolling window; once it holds `min_requests` and the failure
-//! rate reaches the threshold, the breaker opens. Open: the model is skipped until the
+//! rate reaches the threshold, the breaker opens. So does a run of `consecutive_failures`
+//! failures with no success between them, however slowly they come: a quiet tenant's
+//! traffic never fills the window, and its breaker must open too. Open: the model is skipped until the
 //! cooldown ends. Half-open: exactly one request (the probe) is let through; its success
-//! closes the breaker, its failure reopens it with a doubled cooldown. Breakers live in
+//! closes the breaker and forgets the grown cooldown (the next opening starts from the base
+//! one again), its failure reopens it with a doubled cooldown. Breakers live in
 //! one process: every instance judges its upstreams on its own.
 
 use std::{
@@ -21,6 +24,8 @@ pub struct BreakerConfig {
     pub window: Duration,
     pub min_requests: u32,
     pub failure_rate: f64,
+    /// Failures in a row that open the breaker whatever the window holds.
+    pub consecutive_failures: u32,
     pub cooldown: Duration,
     pub max_cooldown: Duration,
     pub probe_timeout: Duration,
@@ -51,7 +56,11 @@ const FAILED: usize = 1;
 
 #[derive(Debug)]
 enum Phase {
-    Closed(Window),
+    Closed {
+        window: Window,
+        /// Failures since the last success.
+        consecutive: u32,
+    },
     Open {
         until: Instant,
         cooldown: Duration,
@@ -86,14 +95,13 @@ pub struct Permit {
 
 impl Breaker {
     pub fn new(name: &str, config: BreakerConfig) -> Breaker {
-        let window = Window::new(config.window);
         let breaker = Breaker {
             name: name.to_string(),
-            config,
             inner: Mutex::new(Inner {
-                phase: Phase::Closed(window),
+                phase: Phase::closed(&config),
                 next_probe_id: 0,
             }),
+            config,
         };
         // Published from the start, so dashboards see every model, not only troubled ones.
         breaker.publish();
@@ -102,7 +110,7 @@ impl Breaker {
 
     pub fn state(&self) -> BreakerState {
         match self.lock().phase {
-            Phase::Closed(_) => BreakerState::Closed,
+            Phase::Closed { .. } => BreakerState::Closed,
             // An open breaker whose cooldown ended admits a probe: it is half-open already.
             Phase::Open { until, .. } if Instant::now() < until => BreakerState::Open,
             Phase::Open { .. } | Phase::HalfOpen { .. } => BreakerState::HalfOpen,
@@ -114,7 +122,7 @@ impl Breaker {
         let mut inner = self.lock();
         let probe_id = inner.next_probe_id;
         let probe = match &mut inner.phase {
-            Phase::Closed(_) => None,
+            Phase::Closed { .. } => None,
             Phase::Open { until, .. } if now < *until => return None,
             Phase::Open { cooldown, .. } => {
                 let cooldown = *cooldown;
@@ -162,17 +170,26 @@ impl Breaker {
         let mut inner = self.lock();
         let config = &self.config;
         let next = match (&mut inner.phase, probe) {
-            (Phase::Closed(window), None) => match verdict {
+            (
+                Phase::Closed {
+                    window,
+                    consecutive,
+                },
+                None,
+            ) => match verdict {
                 Verdict::Healthy => {
                     window.add(now, OK);
+                    *consecutive = 0;
                     None
                 }
                 Verdict::Unhealthy => {
                     window.add(now, FAILED);
+                    *consecutive = consecutive.saturating_add(1);
                     let [ok, failed] = window.totals(now);
                     let total = ok.saturating_add(failed);
                     let rate = f64::from(failed) / f64::from(total.max(1));
-                    (total >= config.min_requests && rate >= config.failure_rate)
+                    let by_rate = total >= config.min_requests && rate >= config.failure_rate;
+                    (by_rate || *consecutive >= config.consecutive_failures)
                         .then_some(config.cooldown)
                 }
                 Verdict::Trip => Some(config.cooldown),
@@ -186,7 +203,7 @@ impl Breaker {
                 Some(id),
             ) if slot.is_some_and(|(current, _)| current == id) => match verdict {
                 Verdict::Healthy => {
-                    inner.phase = Phase::Closed(Window::new(config.window));
+                    inner.phase = Phase::closed(config);
                     drop(inner);
                     self.publish();
                     return;
@@ -225,6 +242,15 @@ impl Breaker {
     /// The state stays consistent under a panic elsewhere (every change is one assignment).
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Phase {
+    fn closed(config: &BreakerConfig) -> Phase {
+        Phase::Closed {
+            window: Window::new(config.window),
+            consecutive: 0,
+        }
     }
 }
 

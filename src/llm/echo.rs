@@ -99,6 +99,7 @@ mod tests {
             max_tokens: None,
             temperature: None,
             options: Default::default(),
+            first_byte_timeout: None,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod openai;
 pub mod registry;
 pub mod retry;
 pub mod router;
+pub mod timing;
 mod window;
 
 use std::{sync::Arc, time::Duration};
@@ -56,6 +57,9 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
     pub options: Arc<Options>,
+    /// How long to wait for the response headers; set by the router (see
+    /// [`router::Router::complete`]), `None` for no bound of its own.
+    pub first_byte_timeout: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -220,12 +224,21 @@ const CONTEXT_LENGTH_MARKERS: [&str; 4] = [
 ];
 const CONTENT_FILTER_MARKERS: [&str; 3] = ["content_filter", "content_policy", "content policy"];
 
-/// Sends a request; a non-success status becomes [`ProviderError::Status`].
+/// Sends a request; a non-success status becomes [`ProviderError::Status`], headers that
+/// take longer than `first_byte` a [`ProviderError::Timeout`].
 pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     api_key: Option<&str>,
+    first_byte: Option<Duration>,
 ) -> Result<reqwest::Response, ProviderError> {
-    let response = request.send().await.map_err(transport_error)?;
+    let sent = request.send();
+    let response = match first_byte {
+        Some(limit) => tokio::time::timeout(limit, sent)
+            .await
+            .map_err(|_| ProviderError::Timeout)?,
+        None => sent.await,
+    }
+    .map_err(transport_error)?;
     if response.status().is_success() {
         Ok(response)
     } else {
@@ -372,10 +385,17 @@ pub(crate) enum Decoded {
 
 pub(crate) trait SseDecoder: Send + 'static {
     fn decode(&mut self, event: &eventsource_stream::Event) -> Result<Decoded, ProviderError>;
+
+    /// The events ran out before the terminator: a cut stream, unless the decoder has
+    /// seen enough to call the answer complete.
+    fn end(&mut self) -> Result<ChatResponse, ProviderError> {
+        Err(ProviderError::StreamCut)
+    }
 }
 
 /// Runs `decoder` over the response's events. The stream ends after `Done` or after the
-/// first error; running out of events before the terminator is [`ProviderError::StreamCut`].
+/// first error; running out of events before the terminator is what
+/// [`SseDecoder::end`] says.
 pub(crate) fn drive_sse(response: reqwest::Response, decoder: impl SseDecoder) -> EventStream {
     use eventsource_stream::Eventsource;
     use futures_util::StreamExt;
@@ -385,7 +405,7 @@ pub(crate) fn drive_sse(response: reqwest::Response, decoder: impl SseDecoder) -
         let (mut events, mut decoder) = state?;
         loop {
             let decoded = match events.next().await {
-                None => Err(ProviderError::StreamCut),
+                None => decoder.end().map(Decoded::Finished),
                 Some(Err(err)) => Err(stream_error(err)),
                 Some(Ok(event)) => decoder.decode(&event),
             };

@@ -42,7 +42,8 @@ impl OpenAiProvider {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
-        super::send(request, self.api_key.as_deref()).await
+        let first_byte = body.first_byte_timeout;
+        super::send(request, self.api_key.as_deref(), first_byte).await
     }
 }
 
@@ -91,6 +92,8 @@ struct WireRequest<'a> {
     params: &'a Params,
     #[serde(flatten)]
     extra: &'a Map<String, Value>,
+    #[serde(skip)]
+    first_byte_timeout: Option<std::time::Duration>,
 }
 
 struct WireMessage<'a>(&'a Message);
@@ -130,6 +133,7 @@ impl<'a> WireRequest<'a> {
             response_format: options.response_format.as_ref(),
             params: &options.params,
             extra: &options.extra,
+            first_byte_timeout: request.first_byte_timeout,
         }
     }
 }
@@ -224,7 +228,9 @@ struct WireFunctionDelta {
     arguments: Option<String>,
 }
 
-/// Collects the answer while passing each piece on; the answer is complete only at `[DONE]`.
+/// Collects the answer while passing each piece on. The answer is complete at `[DONE]`,
+/// or when the stream ends after a chunk with a `finish_reason` (some servers never send
+/// the terminator); a stream that ends before any finish was cut.
 #[derive(Default)]
 struct ChunkDecoder {
     assembly: Assembly,
@@ -275,6 +281,15 @@ impl SseDecoder for ChunkDecoder {
         }
         self.assembly.add(&delta);
         Ok(Decoded::Delta(delta))
+    }
+
+    fn end(&mut self) -> Result<ChatResponse, ProviderError> {
+        let Some(reason) = self.finish_reason.take() else {
+            return Err(ProviderError::StreamCut);
+        };
+        Ok(self
+            .assembly
+            .finish(self.usage, Some(reason), self.system_fingerprint.take()))
     }
 }
 

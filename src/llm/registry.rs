@@ -4,6 +4,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use super::{
     HttpClient, Provider, anthropic::AnthropicProvider, echo::EchoProvider, openai::OpenAiProvider,
+    timing::Overrides,
 };
 use crate::{
     config::{ModelSettings, ProviderKind, ProviderSettings, Settings},
@@ -19,6 +20,8 @@ pub struct Model {
     pub output_usd_per_mtok: f64,
     pub tokenizer: Tokenizer,
     pub fallbacks: Vec<String>,
+    /// Its own attempt settings, over `[routing]`'s.
+    pub overrides: Overrides,
 }
 
 impl Model {
@@ -78,6 +81,7 @@ impl ModelRegistry {
             output_usd_per_mtok: m.output_usd_per_mtok,
             tokenizer,
             fallbacks: m.fallbacks.clone(),
+            overrides: Overrides::from_model(m),
         };
         for alias in &m.aliases {
             self.aliases.insert(alias.clone(), m.name.clone());

@@ -1,7 +1,8 @@
 //! Routes one request along its chain of models: each attempt bounded by its own timeout
-//! inside the request's deadline, failures classified before anything is retried
-//! ([`super::retry`]), sick models skipped by their breakers ([`super::breaker`]), and every
-//! failed attempt kept so the caller can be told what happened.
+//! and by its model's share of what is left of the request's deadline, failures classified
+//! before anything is retried ([`super::retry`]), sick models skipped by their breakers
+//! ([`super::breaker`]), and every failed attempt kept so the caller can be told what
+//! happened.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -18,14 +19,14 @@ use super::{
     breaker::{Breaker, BreakerConfig, BreakerState, Permit, Verdict},
     registry::Model,
     retry::{Next, RetryBudget, backoff, classify, reason},
+    timing::Timing,
 };
 use crate::config::RoutingSettings;
 
 pub struct Router {
-    attempt_timeout: Duration,
-    first_token_timeout: Duration,
+    /// `[routing]`'s attempt settings, for models without their own.
+    timing: Timing,
     idle_timeout: Duration,
-    max_retries: u32,
     backoff_base: Duration,
     backoff_max: Duration,
     breakers: HashMap<String, Arc<Breaker>>,
@@ -69,6 +70,16 @@ pub struct OpenStream {
 
 type AttemptFuture<T> = BoxFuture<'static, Result<T, ProviderError>>;
 
+/// Which bound of [`Timing`] limits an attempt as a whole.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// The whole answer, within `attempt`; its headers within `first_byte` while a
+    /// fallback remains.
+    Complete,
+    /// The first content, within `first_token`.
+    Stream,
+}
+
 impl Router {
     pub fn new(settings: &RoutingSettings, models: &[String]) -> Router {
         let ms = Duration::from_millis;
@@ -76,6 +87,7 @@ impl Router {
             window: Duration::from_secs(settings.breaker_window_seconds),
             min_requests: settings.breaker_min_requests,
             failure_rate: settings.breaker_failure_rate,
+            consecutive_failures: settings.breaker_consecutive_failures,
             cooldown: ms(settings.breaker_cooldown_ms),
             max_cooldown: ms(settings.breaker_max_cooldown_ms),
             probe_timeout: ms(settings.probe_timeout_ms),
@@ -85,10 +97,8 @@ impl Router {
             .map(|name| (name.clone(), Arc::new(Breaker::new(name, config.clone()))))
             .collect();
         Router {
-            attempt_timeout: ms(settings.attempt_timeout_ms),
-            first_token_timeout: ms(settings.first_token_timeout_ms),
+            timing: Timing::from_routing(settings),
             idle_timeout: ms(settings.idle_timeout_ms),
-            max_retries: settings.max_retries,
             backoff_base: ms(settings.backoff_base_ms),
             backoff_max: ms(settings.backoff_max_ms),
             breakers,
@@ -113,19 +123,26 @@ impl Router {
         self.idle_timeout
     }
 
+    /// A non-streaming answer. While a fallback remains, an attempt whose headers do not
+    /// come within the first-byte timeout is given up for the fallback: an OpenAI-style
+    /// server sends them with the whole answer, so the bound is on the answer's start and
+    /// end alike on those, and a model with long answers should have a longer one.
     pub async fn complete(
         &self,
         chain: &[Arc<Model>],
         request_for: impl Fn(&Model) -> ChatRequest,
         deadline: Instant,
     ) -> Result<Routed<ChatResponse>, RouteError> {
-        let attempt = |model: &Arc<Model>| -> AttemptFuture<ChatResponse> {
-            let request = request_for(model);
-            let provider = model.provider.clone();
-            async move { provider.complete(&request).await }.boxed()
-        };
-        self.run(chain, deadline, self.attempt_timeout, false, attempt)
-            .await
+        let attempt =
+            |model: &Arc<Model>, first_byte: Option<Duration>| -> AttemptFuture<ChatResponse> {
+                let request = ChatRequest {
+                    first_byte_timeout: first_byte,
+                    ..request_for(model)
+                };
+                let provider = model.provider.clone();
+                async move { provider.complete(&request).await }.boxed()
+            };
+        self.run(chain, deadline, Kind::Complete, attempt).await
     }
 
     /// Opens a stream and waits for its first content before calling it a success, so that
@@ -137,7 +154,7 @@ impl Router {
         request_for: impl Fn(&Model) -> ChatRequest,
         deadline: Instant,
     ) -> Result<Routed<OpenStream>, RouteError> {
-        let attempt = |model: &Arc<Model>| -> AttemptFuture<OpenStream> {
+        let attempt = |model: &Arc<Model>, _: Option<Duration>| -> AttemptFuture<OpenStream> {
             let request = request_for(model);
             let provider = model.provider.clone();
             async move {
@@ -150,8 +167,7 @@ impl Router {
             }
             .boxed()
         };
-        self.run(chain, deadline, self.first_token_timeout, true, attempt)
-            .await
+        self.run(chain, deadline, Kind::Stream, attempt).await
     }
 
     /// A stream failed after content reached the client: no fallback is possible any
@@ -166,16 +182,24 @@ impl Router {
         &self,
         chain: &[Arc<Model>],
         deadline: Instant,
-        per_attempt: Duration,
-        streaming: bool,
-        attempt: impl Fn(&Arc<Model>) -> AttemptFuture<T>,
+        kind: Kind,
+        attempt: impl Fn(&Arc<Model>, Option<Duration>) -> AttemptFuture<T>,
     ) -> Result<Routed<T>, RouteError> {
+        let streaming = matches!(kind, Kind::Stream);
         let mut failed = Vec::new();
         self.budget.record_request(Instant::now());
         if let Some(first) = chain.first() {
             crate::telemetry::record_model(&first.name);
         }
         for (index, model) in chain.iter().enumerate() {
+            let timing = self.timing.with(&model.overrides);
+            // This model and the ones after it share what is left of the deadline.
+            let models_left = u32::try_from(chain.len() - index).unwrap_or(u32::MAX);
+            let has_fallback = models_left > 1;
+            let per_attempt = match kind {
+                Kind::Complete => timing.attempt,
+                Kind::Stream => timing.first_token,
+            };
             let mut retries = 0;
             loop {
                 let now = Instant::now();
@@ -194,14 +218,18 @@ impl Router {
                     Some(permit) => permit,
                     None => None,
                 };
-                let remaining = deadline.saturating_duration_since(now);
+                let share = deadline.saturating_duration_since(now) / models_left;
                 let own_limit = match &permit {
                     Some(p) if p.is_probe() => per_attempt.min(self.probe_timeout(model)),
                     _ => per_attempt,
                 };
-                let limit = own_limit.min(remaining);
+                let limit = own_limit.min(share);
+                let first_byte = match kind {
+                    Kind::Complete if has_fallback => Some(timing.first_byte.min(limit)),
+                    _ => None,
+                };
                 let span = tracing::info_span!("upstream", model = %model.name, retry = retries);
-                let outcome = tokio::time::timeout(limit, attempt(model))
+                let outcome = tokio::time::timeout(limit, attempt(model, first_byte))
                     .instrument(span)
                     .await;
                 crate::metrics::record_upstream(
@@ -227,8 +255,18 @@ impl Router {
                     Err(_) => ProviderError::Timeout,
                 };
                 let (next, verdict) = classify(&err);
-                // Cut short by the deadline rather than by its own timeout: no verdict.
-                let cut_short = err == ProviderError::Timeout && limit < own_limit;
+                // Cut short by the deadline's share rather than by its own timeout (or the
+                // first-byte one): no verdict.
+                let cut_short = err == ProviderError::Timeout
+                    && limit < own_limit
+                    && first_byte.is_none_or(|bound| bound >= limit);
+                // A model that did not answer in time is likely not to again: the
+                // fallback is asked at once rather than after another wait.
+                let next = if err == ProviderError::Timeout && has_fallback {
+                    Next::NextModel
+                } else {
+                    next
+                };
                 settle(permit, if cut_short { Verdict::Unknown } else { verdict });
                 let err_reason = reason(&err);
                 tracing::warn!(model = %model.name, reason = err_reason, error = %err, "upstream attempt failed");
@@ -250,7 +288,7 @@ impl Router {
                         backoff(retries, self.backoff_base, self.backoff_max, rand::random())
                     }
                 };
-                if !self.may_retry(retries, wait, deadline) {
+                if !self.may_retry(retries, timing.max_retries, wait, deadline) {
                     crate::metrics::record_fallback(&model.name, "policy");
                     break;
                 }
@@ -263,15 +301,15 @@ impl Router {
     }
 
     /// Within the per-model count, before the deadline, and within the retry budget.
-    fn may_retry(&self, retries: u32, wait: Duration, deadline: Instant) -> bool {
+    fn may_retry(&self, retries: u32, max: u32, wait: Duration, deadline: Instant) -> bool {
         let now = Instant::now();
-        retries < self.max_retries && now + wait < deadline && self.budget.try_retry(now)
+        retries < max && now + wait < deadline && self.budget.try_retry(now)
     }
 
     fn probe_timeout(&self, model: &Model) -> Duration {
         self.breakers
             .get(&model.name)
-            .map_or(self.attempt_timeout, |b| b.probe_timeout())
+            .map_or(self.timing.attempt, |b| b.probe_timeout())
     }
 }
 

@@ -84,7 +84,8 @@ fn check_config_prints_what_the_file_and_environment_resolve_to() {
     std::fs::write(
         &path,
         "[[providers]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"https://api.example.com/v1\"\napi_key_env = \"UP_KEY\"\n\
-         [[models]]\nname = \"big-model\"\nprovider = \"up\"\ncontext_tokens = 64000\ninput_usd_per_mtok = 1.5\naliases = [\"big\"]\nfallbacks = [\"echo\"]\n",
+         [[models]]\nname = \"big-model\"\nprovider = \"up\"\ncontext_tokens = 64000\ninput_usd_per_mtok = 1.5\naliases = [\"big\"]\nfallbacks = [\"echo\"]\n\
+         max_retries = 0\nfirst_token_timeout_ms = 4000\n",
     )
     .unwrap();
     let env = [
@@ -105,6 +106,15 @@ fn check_config_prints_what_the_file_and_environment_resolve_to() {
     ] {
         assert!(out.contains(expected), "{expected} missing:\n{out}");
     }
+    let cells: Vec<&str> = (out.lines())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&"big-model") && cells.contains(&"4000"))
+        .unwrap_or_default();
+    assert_eq!(
+        cells,
+        ["big-model", "60000", "10000", "4000", "0"],
+        "its own settings over the routing defaults:\n{out}"
+    );
     assert!(!out.contains("secret-value-123"), "a secret was printed");
 }
 

@@ -43,6 +43,7 @@ fn model_settings(name: &str, (input, output): (f64, f64)) -> ModelSettings {
         fallbacks: Vec::new(),
         tokenizer: Some("o200k_base".into()),
         aliases: Vec::new(),
+        ..ModelSettings::default()
     }
 }
 

@@ -4,7 +4,11 @@
 
 mod breaker;
 mod calls;
+mod context;
+mod defaults;
+mod low_rate;
 mod openai_sdk;
+mod per_model;
 mod relay;
 mod streams;
 
@@ -27,7 +31,7 @@ pub struct Rig {
 
 /// Test timings: an attempt gets 1 s, a stream 500 ms to its first token and between
 /// chunks, one retry per model after 50–100 ms; the breaker stays out of the way.
-const ROUTING: [(&str, &str); 9] = [
+const ROUTING: [(&str, &str); 10] = [
     ("attempt_timeout_ms", "1000"),
     ("first_token_timeout_ms", "500"),
     ("idle_timeout_ms", "500"),
@@ -35,6 +39,7 @@ const ROUTING: [(&str, &str); 9] = [
     ("backoff_base_ms", "50"),
     ("backoff_max_ms", "100"),
     ("breaker_min_requests", "1000"),
+    ("breaker_consecutive_failures", "1000"),
     ("breaker_cooldown_ms", "500"),
     ("probe_timeout_ms", "1000"),
 ];
@@ -50,14 +55,47 @@ pub async fn rig_with(
     backup: Reply,
     routing: &[(&str, &str)],
 ) -> Rig {
-    let (primary, backup) = (Fake::start(primary).await, Fake::start(backup).await);
     let mut knobs: HashMap<&str, &str> = ROUTING.into_iter().collect();
     knobs.extend(routing.iter().copied());
+    let server = format!("request_timeout_seconds = {deadline_seconds}");
+    build(backend, &server, primary, backup, &knobs, ["", ""]).await
+}
+
+/// The service as shipped: every `[server]` and `[routing]` setting at its default.
+pub async fn rig_at_defaults(primary: Reply, backup: Reply) -> Rig {
+    build(
+        Backend::Memory,
+        "",
+        primary,
+        backup,
+        &HashMap::new(),
+        ["", ""],
+    )
+    .await
+}
+
+/// With `[routing]` as the tests have it, and `extra` added to the tables of models
+/// `alpha` and `beta`.
+pub async fn rig_with_models(primary: Reply, backup: Reply, extra: [&str; 2]) -> Rig {
+    let knobs: HashMap<&str, &str> = ROUTING.into_iter().collect();
+    let server = "request_timeout_seconds = 5";
+    build(Backend::Memory, server, primary, backup, &knobs, extra).await
+}
+
+async fn build(
+    backend: Backend,
+    server: &str,
+    primary: Reply,
+    backup: Reply,
+    knobs: &HashMap<&str, &str>,
+    [alpha_extra, beta_extra]: [&str; 2],
+) -> Rig {
+    let (primary, backup) = (Fake::start(primary).await, Fake::start(backup).await);
     let routing: String = knobs.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
     let file = format!(
         r#"
 [server]
-request_timeout_seconds = {deadline_seconds}
+{server}
 [[providers]]
 name = "primary"
 kind = "openai"
@@ -72,11 +110,13 @@ name = "alpha"
 provider = "primary"
 upstream_name = "alpha-upstream"
 fallbacks = ["beta"]
+{alpha_extra}
 [[models]]
 name = "beta"
 provider = "backup"
 input_usd_per_mtok = 1.0
 output_usd_per_mtok = 2.0
+{beta_extra}
 [routing]
 {routing}"#,
         primary = primary.base_url,
@@ -130,6 +170,26 @@ impl Rig {
             request = request.header(*name, *value);
         }
         send(request).await
+    }
+
+    /// A streamed `POST /v1/chat/completions`: the text of its content deltas, and every
+    /// `data:` payload.
+    pub async fn chat_stream(&self, body: Value) -> (String, Vec<Value>) {
+        let response = self
+            .app
+            .http
+            .post(format!("{}/v1/chat/completions", self.app.address))
+            .bearer_auth(&self.app.key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        let data = data_lines(response).await;
+        let text = (data.iter())
+            .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        (text, data)
     }
 
     pub async fn breaker(&self, model: &str) -> String {

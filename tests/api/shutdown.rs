@@ -63,6 +63,7 @@ fn settings_with_upstream(upstream: String, grace_seconds: u64, drain_delay_ms: 
         fallbacks: Vec::new(),
         tokenizer: None,
         aliases: Vec::new(),
+        ..ModelSettings::default()
     });
     settings
 }

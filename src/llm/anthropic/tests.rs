@@ -32,6 +32,7 @@ fn request() -> ChatRequest {
         max_tokens: None,
         temperature: Some(0.5),
         options: Default::default(),
+        first_byte_timeout: None,
     }
 }
 

@@ -7,6 +7,7 @@ fn config() -> BreakerConfig {
         window: Duration::from_secs(10),
         min_requests: 4,
         failure_rate: 0.5,
+        consecutive_failures: 5,
         cooldown: Duration::from_secs(5),
         max_cooldown: Duration::from_secs(15),
         probe_timeout: Duration::from_secs(1),
@@ -166,4 +167,80 @@ async fn late_stream_failures_count_while_closed() {
         b.record(Verdict::Unhealthy, now);
     }
     assert_eq!(b.state(), BreakerState::Open);
+}
+
+/// Failures 4 s apart: the 10 s window never holds the 4 outcomes the rate needs.
+const SLOW: Duration = Duration::from_secs(4);
+
+#[tokio::test(start_paused = true)]
+async fn a_run_of_failures_opens_at_a_low_rate() {
+    let b = breaker();
+    for _ in 0..4 {
+        attempt(&b, Instant::now(), Verdict::Unhealthy);
+        tokio::time::advance(SLOW).await;
+    }
+    assert_eq!(b.state(), BreakerState::Closed, "four in a row");
+    attempt(&b, Instant::now(), Verdict::Unhealthy);
+    assert_eq!(b.state(), BreakerState::Open, "the fifth in a row");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_ends_the_run_and_unknown_outcomes_do_not() {
+    let b = breaker();
+    for verdict in [
+        Verdict::Unhealthy,
+        Verdict::Unhealthy,
+        Verdict::Unhealthy,
+        Verdict::Unhealthy,
+        Verdict::Healthy,
+        Verdict::Unhealthy,
+        Verdict::Unhealthy,
+        Verdict::Unknown,
+        Verdict::Unhealthy,
+        Verdict::Unhealthy,
+    ] {
+        attempt(&b, Instant::now(), verdict);
+        tokio::time::advance(SLOW).await;
+    }
+    assert_eq!(b.state(), BreakerState::Closed, "four since the success");
+    attempt(&b, Instant::now(), Verdict::Unhealthy);
+    assert_eq!(b.state(), BreakerState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_a_high_rate_a_run_opens_before_the_rate_does() {
+    let b = breaker();
+    let now = Instant::now();
+    for _ in 0..20 {
+        attempt(&b, now, Verdict::Healthy);
+    }
+    for _ in 0..4 {
+        attempt(&b, now, Verdict::Unhealthy);
+    }
+    assert_eq!(b.state(), BreakerState::Closed, "4 of 24 failed");
+    attempt(&b, now, Verdict::Unhealthy);
+    assert_eq!(b.state(), BreakerState::Open, "5 in a row, 5 of 25");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_probe_is_due_when_the_cooldown_ends_and_success_resets_its_growth() {
+    let b = breaker();
+    open(&b, Instant::now());
+    tokio::time::advance(Duration::from_secs(5)).await;
+    b.admit(Instant::now())
+        .expect("probe at the end of the cooldown")
+        .settle(Verdict::Unhealthy);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    b.admit(Instant::now())
+        .expect("probe after the doubled cooldown")
+        .settle(Verdict::Healthy);
+    assert_eq!(b.state(), BreakerState::Closed);
+    let reopened = Instant::now();
+    open(&b, reopened);
+    assert!(b.admit(reopened + Duration::from_millis(4_999)).is_none());
+    let probe = b.admit(reopened + Duration::from_secs(5));
+    assert!(
+        probe.is_some_and(|p| p.is_probe()),
+        "the base cooldown again, not the doubled one"
+    );
 }

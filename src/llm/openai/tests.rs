@@ -28,6 +28,7 @@ fn request() -> ChatRequest {
         max_tokens: Some(50),
         temperature: None,
         options: Default::default(),
+        first_byte_timeout: None,
     }
 }
 
@@ -122,6 +123,28 @@ async fn stream_without_done_is_cut() {
     let expected = vec![
         Ok(StreamEvent::Delta(Delta::text("Hel"))),
         Err(ProviderError::StreamCut),
+    ];
+    assert_eq!(events, expected);
+}
+
+#[tokio::test]
+async fn stream_that_finished_without_done_is_complete() {
+    let body = concat!(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+        "data: {\"choices\":[{\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n",
+    );
+    let upstream = serve_once(sse_response(body)).await;
+    let events = collect(
+        provider(&upstream.base_url)
+            .stream(&request())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let expected = vec![
+        Ok(StreamEvent::Delta(Delta::text("Hel"))),
+        Ok(StreamEvent::Delta(Delta::text("lo"))),
+        Ok(StreamEvent::Done(text_answer("Hello", None))),
     ];
     assert_eq!(events, expected);
 }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use super::*;
 use crate::{
     domain::tokens::Tokenizer,
-    llm::{Provider, StatusKind, registry::Model},
+    llm::{Provider, StatusKind, registry::Model, timing::Overrides},
 };
 
 /// Answers from a script, then forever with its last entry; `None` hangs.
@@ -94,6 +94,7 @@ fn model(name: &str, provider: Arc<Scripted>) -> Arc<Model> {
         output_usd_per_mtok: 0.0,
         tokenizer: Tokenizer::O200kBase,
         fallbacks: Vec::new(),
+        overrides: Overrides::default(),
     })
 }
 
@@ -116,6 +117,7 @@ fn request(model: &Model) -> ChatRequest {
         max_tokens: None,
         temperature: None,
         options: Default::default(),
+        first_byte_timeout: None,
     }
 }
 
@@ -254,15 +256,72 @@ async fn deadline_ends_a_hung_attempt_on_time() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn attempt_timeout_is_retried_then_falls_back() {
+async fn attempt_timeout_moves_on_to_the_fallback_at_once() {
     let a = Scripted::new(vec![None]);
     let b = Scripted::new(vec![ok("from b")]);
     let chain = [model("a", a.clone()), model("b", b.clone())];
+    let started = Instant::now();
     let routed = route(&router(&["a", "b"], settings()), &chain, 10)
         .await
         .unwrap();
-    assert_eq!((routed.index, a.calls()), (1, 3));
+    assert_eq!((routed.index, a.calls()), (1, 1), "no second wait on a");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
     assert!(routed.failed.iter().all(|f| f.reason() == "timeout"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_on_the_last_model_is_retried() {
+    let a = Scripted::new(vec![None, ok("hi")]);
+    let chain = [model("a", a.clone())];
+    let routed = route(&router(&["a"], settings()), &chain, 10)
+        .await
+        .unwrap();
+    assert_eq!((routed.index, a.calls()), (0, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_gets_its_share_of_the_deadline_so_the_fallback_has_time() {
+    let a = Scripted::new(vec![None]);
+    let b = Scripted::new(vec![ok("from b")]);
+    let chain = [model("a", a.clone()), model("b", b.clone())];
+    let settings = RoutingSettings {
+        attempt_timeout_ms: 60_000,
+        ..settings()
+    };
+    let started = Instant::now();
+    let routed = route(&router(&["a", "b"], settings), &chain, 10)
+        .await
+        .unwrap();
+    assert_eq!(routed.index, 1);
+    assert_eq!(started.elapsed(), Duration::from_secs(5), "half of 10 s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_model_s_own_settings_override_the_routing_ones() {
+    let a = Scripted::new(vec![status(503, StatusKind::Other, None)]);
+    let b = Scripted::new(vec![None]);
+    let own = Overrides {
+        max_retries: Some(0),
+        ..Overrides::default()
+    };
+    let mut a_model = model("a", a.clone());
+    Arc::get_mut(&mut a_model).unwrap().overrides = own;
+    let mut b_model = model("b", b.clone());
+    Arc::get_mut(&mut b_model).unwrap().overrides = Overrides {
+        attempt: Some(Duration::from_millis(300)),
+        ..Overrides::default()
+    };
+    let chain = [a_model, b_model];
+    let started = Instant::now();
+    let result = route(&router(&["a", "b"], settings()), &chain, 10).await;
+    assert!(matches!(result, Err(RouteError::Exhausted(_))));
+    assert_eq!(a.calls(), 1, "no retry for a");
+    assert_eq!(b.calls(), 3, "b's own 300 ms, retried as routing says");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1_300),
+        "3 × 300 ms and backoffs: {took:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
