@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{shutdown::ActiveLeases, state::AppState, store::Store};
+use crate::{domain::scope::SessionKey, shutdown::ActiveLeases, state::AppState, store::Store};
 
 /// Holds a session's lease. Unless the turn was committed (which releases it in the same
 /// script), dropping it gives the lease back — also when the request is cancelled
@@ -11,7 +11,7 @@ use crate::{shutdown::ActiveLeases, state::AppState, store::Store};
 pub struct Lease {
     store: Arc<dyn Store>,
     registry: Arc<ActiveLeases>,
-    session_id: String,
+    session: SessionKey,
     token: String,
     idempotency_key: Option<String>,
     held: bool,
@@ -20,17 +20,17 @@ pub struct Lease {
 impl Lease {
     pub fn new(
         state: &AppState,
-        session_id: &str,
+        session: &SessionKey,
         token: String,
         idempotency_key: Option<String>,
     ) -> Lease {
         state
             .leases
-            .insert(&token, session_id, idempotency_key.clone());
+            .insert(&token, session, idempotency_key.clone());
         Lease {
             store: state.store.clone(),
             registry: state.leases.clone(),
-            session_id: session_id.to_string(),
+            session: session.clone(),
             token,
             idempotency_key,
             held: true,
@@ -51,7 +51,7 @@ impl Lease {
         let key = self.idempotency_key.take();
         match self
             .store
-            .release(&self.session_id, &self.token, key.as_deref())
+            .release(&self.session, &self.token, key.as_deref())
             .await
         {
             Ok(()) => self.registry.remove(&self.token),
@@ -87,7 +87,7 @@ impl Drop for Lease {
         };
         let (store, registry) = (self.store.clone(), self.registry.clone());
         let (id, token, key) = (
-            self.session_id.clone(),
+            self.session.clone(),
             self.token.clone(),
             self.idempotency_key.take(),
         );

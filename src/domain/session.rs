@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::{
     error::DomainError,
+    scope::SessionKey,
     tools::{self, ResponseFormat, Tool},
 };
 
@@ -61,6 +62,13 @@ pub struct StoredSession {
     pub last_activity_ms: i64,
     pub message_count: u64,
     pub usage: UsageTotals,
+}
+
+impl StoredSession {
+    /// Where this session lives: its tenant's and its id.
+    pub fn key(&self) -> SessionKey {
+        SessionKey::new(&self.config.tenant, &self.id)
+    }
 }
 
 /// `POST /v1/sessions`: every field optional.

@@ -130,7 +130,7 @@ pub(crate) async fn update(
         let now = now_ms();
         match state
             .store
-            .update_config(id, &session.config, session.revision, now)
+            .update_config(&session.key(), &session.config, session.revision, now)
             .await?
         {
             WriteOutcome::Written => {
@@ -152,8 +152,8 @@ async fn remove(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    owned_session(&state, &caller, &id).await?;
-    if state.store.delete_session(&id).await? {
+    let session = owned_session(&state, &caller, &id).await?;
+    if state.store.delete_session(&session.key()).await? {
         metrics::counter!("sessions_deleted_total").increment(1);
         Ok(HttpResponse::NoContent().finish())
     } else {
@@ -170,7 +170,7 @@ async fn touch(
 ) -> Result<HttpResponse, ApiError> {
     let mut session = owned_session(&state, &caller, &id).await?;
     let now = now_ms();
-    if !state.store.touch(&id, now).await? {
+    if !state.store.touch(&session.key(), now).await? {
         return Err(ApiError::SessionNotFound);
     }
     session.last_activity_ms = now;
@@ -196,7 +196,10 @@ async fn history(
         }
     };
     // One extra turn tells whether there is more; the cursor's own turn is read to check it.
-    let mut turns = state.store.turns(&id, start, limit + 1 + skip).await?;
+    let mut turns = state
+        .store
+        .turns(&session.key(), start, limit + 1 + skip)
+        .await?;
     if let Some(after) = &query.after {
         if turns.first().is_none_or(|t| &t.id != after) {
             return Err(bad_cursor());
