@@ -72,9 +72,14 @@ impl StoredSession {
 }
 
 /// `POST /v1/sessions`: every field optional.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
+    /// The caller's own id for the session (a customer or conversation id): 1 to 128
+    /// letters, digits, `-` and `_`, unique within the caller's tenant (409
+    /// `session_exists` otherwise). Default: 32 random hex digits.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_-]{1,128}$")]
+    pub session_id: Option<String>,
     pub model: Option<String>,
     #[schema(max_items = 8)]
     pub fallback_models: Option<Vec<String>>,
