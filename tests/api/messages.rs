@@ -457,8 +457,8 @@ async fn system_prompt_over_the_budget_is_context_exceeded_without_an_upstream_c
 async fn inject_turns(app: &TestApp, id: &str, n: u64) {
     let counter = TokenCounter::shared();
     let mut conn = app.redis().await;
-    let turns_key = app.session_key(&id, "turns");
-    let meta_key = app.session_key(&id, "meta");
+    let turns_key = app.session_key(id, "turns");
+    let meta_key = app.session_key(id, "meta");
     let mut pipe = redis::pipe();
     let mut batch = Vec::new();
     for index in 0..n {

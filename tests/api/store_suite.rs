@@ -770,7 +770,7 @@ async fn user_index(store: &dyn Store) {
     );
     for id in &ids {
         assert!(
-            store.get_session(&acme(&id)).await.unwrap().is_none(),
+            store.get_session(&acme(id)).await.unwrap().is_none(),
             "{kind}"
         );
     }
