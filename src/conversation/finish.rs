@@ -155,7 +155,8 @@ pub async fn finish(
     // Settled whatever the commit says: the model answered, so the cost was incurred.
     // The two touch different keys, so they run side by side.
     let settled = prepared.metering.settle(&model, usage, cost_nano_usd);
-    let committed = state.store.commit(&prepared.session.id, &commit);
+    let at = prepared.session.key();
+    let committed = state.store.commit(&at, &commit);
     let ((), outcome) = tokio::join!(settled, committed);
     match outcome? {
         CommitOutcome::Committed => {

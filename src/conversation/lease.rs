@@ -16,6 +16,7 @@ use std::{
 use tokio::task::JoinHandle;
 
 use crate::{
+    domain::scope::SessionKey,
     shutdown::ActiveLeases,
     state::AppState,
     store::{Store, StoreError},
@@ -38,7 +39,7 @@ pub struct Lease {
 struct Held {
     store: Arc<dyn Store>,
     registry: Arc<ActiveLeases>,
-    session_id: String,
+    session: SessionKey,
     token: String,
     idempotency_key: Option<String>,
     lease: Duration,
@@ -47,18 +48,18 @@ struct Held {
 impl Lease {
     pub fn new(
         state: &AppState,
-        session_id: &str,
+        session: &SessionKey,
         token: String,
         idempotency_key: Option<String>,
     ) -> Lease {
         state
             .leases
-            .insert(&token, session_id, idempotency_key.clone());
+            .insert(&token, session, idempotency_key.clone());
         let sessions = &state.settings.sessions;
         let held = Held {
             store: state.store.clone(),
             registry: state.leases.clone(),
-            session_id: session_id.to_string(),
+            session: session.clone(),
             token,
             idempotency_key,
             lease: Duration::from_secs(sessions.lease_seconds),
@@ -133,7 +134,7 @@ impl Held {
     fn renew_every(&self, period: Duration) -> JoinHandle<()> {
         let (store, id, token) = (
             self.store.clone(),
-            self.session_id.clone(),
+            self.session.clone(),
             self.token.clone(),
         );
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
@@ -155,7 +156,7 @@ impl Held {
     async fn give_back(&self) -> Result<(), StoreError> {
         let key = self.idempotency_key.as_deref();
         self.store
-            .release(&self.session_id, &self.token, key)
+            .release(&self.session, &self.token, key)
             .await?;
         self.registry.remove(&self.token);
         Ok(())

@@ -34,5 +34,6 @@ mod sessions;
 mod shutdown;
 mod store_suite;
 mod tenancy;
+mod tenant_ids;
 mod tools;
 mod user_index;

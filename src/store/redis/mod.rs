@@ -1,17 +1,23 @@
 //! The Redis store.
 //!
-//! Key layout (prefix `sr` by default; `{id}` is a Redis Cluster hash tag, so every key of
-//! one session lives in one slot and a Lua script may touch them all atomically):
+//! Key layout (prefix `sr` by default). Session ids are per tenant: a session's keys carry
+//! `{<scope>:<id>}`, its tenant's [`tenant_scope`](crate::domain::scope::tenant_scope) (32
+//! hex digits) and its id. That is the Redis Cluster hash tag, so every key of one session
+//! lives in one slot and a Lua script may touch them all atomically; two tenants' sessions
+//! of the same id are two unrelated sets of keys.
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `sr:{id}:meta` | hash | `cfg` (JSON), `rev`, `ttl` (ms), `last` (ms), `n`, `pt`, `ct`, `cost`, `uidx`, `gen` (incarnation), `uidx_until` (ms) |
-//! | `sr:{id}:turns` | list | one JSON turn per element, oldest first |
-//! | `sr:{id}:lease` | string | the token of the send in flight (own short TTL) |
-//! | `sr:{id}:idem` | hash | idempotency key → record |
-//! | `sr:{id}:ctok` | hash | client token digest → grant (see `keys.rs`) |
+//! | `sr:{scope:id}:meta` | hash | `cfg` (JSON), `rev`, `ttl` (ms), `last` (ms), `n`, `pt`, `ct`, `cost`, `uidx`, `gen` (incarnation), `uidx_until` (ms) |
+//! | `sr:{scope:id}:turns` | list | one JSON turn per element, oldest first |
+//! | `sr:{scope:id}:lease` | string | the token of the send in flight (own short TTL) |
+//! | `sr:{scope:id}:idem` | hash | idempotency key → record |
+//! | `sr:{scope:id}:ctok` | hash | client token digest → grant (see `keys.rs`) |
 //! | `sr:user:<digest>` | sorted set | a user's sessions (`<id>:<gen>`, see `users.rs`) scored by creation time |
 //! | `sr:schema_version` | string | the applied key-layout migration |
+//!
+//! Up to layout 3 a session's tag was `{id}` alone; migration 4 (`migrations/0004_tenant_ids.lua`)
+//! moves such sessions to their tenant's tag.
 //!
 //! Until [`RedisStore::prepare`] has succeeded every call is refused (`readiness.rs`);
 //! admission and commit are fenced against running late (`fence.rs`).
@@ -25,7 +31,10 @@ use tracing::Instrument;
 use super::{Refusal, StoreError, StoreResult, user_digest};
 use crate::{
     config::StoreSettings,
-    domain::session::{SessionConfig, StoredSession, UsageTotals},
+    domain::{
+        scope::SessionKey,
+        session::{SessionConfig, StoredSession, UsageTotals},
+    },
     per_thread::PerThread,
 };
 
@@ -110,6 +119,9 @@ use fence::RedisClock;
 use pool::{Breaks, Connection, Pool};
 use readiness::Readiness;
 
+/// The keys of one session, in the order the scripts take them.
+pub(crate) const SESSION_PARTS: [&str; 5] = ["meta", "turns", "lease", "idem", "ctok"];
+
 /// Cheap to clone: the pools, the readiness and the clock are shared.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -180,13 +192,18 @@ impl RedisStore {
         &self.prefix
     }
 
-    /// A key of session `id`: `<prefix>:{<id>}:<part>`.
-    pub(crate) fn key(&self, id: &str, part: &str) -> String {
-        format!("{}:{{{id}}}:{part}", self.prefix)
+    /// A key under hash tag `tag`: `<prefix>:{<tag>}:<part>`.
+    pub(crate) fn key(&self, tag: &str, part: &str) -> String {
+        format!("{}:{{{tag}}}:{part}", self.prefix)
     }
 
-    fn session_keys(&self, id: &str) -> [String; 5] {
-        ["meta", "turns", "lease", "idem", "ctok"].map(|part| self.key(id, part))
+    /// A key of a session: `<prefix>:{<scope>:<id>}:<part>`.
+    pub(crate) fn session_key(&self, at: &SessionKey, part: &str) -> String {
+        format!("{}:{{{}:{}}}:{part}", self.prefix, at.scope(), at.id())
+    }
+
+    fn session_keys(&self, at: &SessionKey) -> [String; 5] {
+        SESSION_PARTS.map(|part| self.session_key(at, part))
     }
 
     fn user_key(&self, tenant: &str, user_id: &str) -> String {
