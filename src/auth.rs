@@ -24,7 +24,7 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{config::AuthSettings, error::ApiError, store::Store};
+use crate::{config::AuthSettings, domain::scope::SessionKey, error::ApiError, store::Store};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,14 @@ pub struct Caller {
     pub limits: KeyLimits,
     /// Set for a client token: the one session it acts for.
     pub session_scope: Option<String>,
+}
+
+impl Caller {
+    /// The caller's session `id`: ids are per tenant, so a foreign tenant's session of the
+    /// same id is never reached.
+    pub fn session(&self, id: &str) -> SessionKey {
+        SessionKey::new(&self.tenant, id)
+    }
 }
 
 /// What a key may use; `None` is unlimited.
@@ -113,8 +121,8 @@ impl KeyRing {
         if self.is_admin(key) {
             return Err(ApiError::Forbidden);
         }
-        if let Some(session_id) = client_tokens::session_of(key) {
-            return self.client_token(store, key, session_id).await;
+        if let Some(session) = client_tokens::session_of(key) {
+            return self.client_token(store, key, session).await;
         }
         let prefix = api_keys::prefix_of(key).ok_or(ApiError::InvalidApiKey)?;
         match self.cache.by_prefix(store, prefix).await? {
@@ -131,21 +139,24 @@ impl KeyRing {
         &self,
         store: &dyn Store,
         token: &str,
-        session_id: &str,
+        session: SessionKey,
     ) -> Result<Caller, ApiError> {
         let digest = api_keys::digest_hex(token);
         let now = Utc::now();
         let grant = store
-            .client_token(session_id, &digest, now.timestamp_millis())
+            .client_token(&session, &digest, now.timestamp_millis())
             .await?
             .ok_or(ApiError::InvalidApiKey)?;
+        // The grant is stored beside its session, so its tenant is the token's scope's.
         let issuer = self
             .issuer(store, &grant.key_id)
             .await?
-            .filter(|issuer| issuer.tenant == grant.tenant)
+            .filter(|issuer| {
+                issuer.tenant == grant.tenant && issuer.session(session.id()) == session
+            })
             .ok_or(ApiError::InvalidApiKey)?;
         Ok(Caller {
-            session_scope: Some(session_id.to_string()),
+            session_scope: Some(session.id().to_string()),
             ..issuer
         })
     }

@@ -49,6 +49,8 @@ pub enum ApiError {
     Forbidden,
     #[error("no such session")]
     SessionNotFound,
+    #[error("this tenant already holds a session of this id")]
+    SessionExists,
     #[error("another message on this session is still being processed")]
     SessionBusy { retry_after: u64 },
     #[error("a request with this Idempotency-Key is still in flight")]
@@ -105,6 +107,7 @@ impl ApiError {
             ApiError::InvalidApiKey => "invalid_api_key",
             ApiError::Forbidden => "forbidden",
             ApiError::SessionNotFound => "session_not_found",
+            ApiError::SessionExists => "session_exists",
             ApiError::SessionBusy { .. } => "session_busy",
             ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
@@ -200,7 +203,9 @@ impl ResponseError for ApiError {
             }
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
-            ApiError::SessionBusy { .. } | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            ApiError::SessionBusy { .. }
+            | ApiError::IdempotencyKeyInUse
+            | ApiError::SessionExists => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -16,7 +16,7 @@ use std::{
 use actix_web::dev::ServerHandle;
 use tokio::sync::{Notify, watch};
 
-use crate::store::Store;
+use crate::{domain::scope::SessionKey, store::Store};
 
 /// After the grace period, how long streams get to send their last event before the
 /// server closes every connection (whole seconds: the server's timeout counts in them).
@@ -54,12 +54,12 @@ impl Draining {
 
 /// Leases held by sends in flight: token → (session id, idempotency key).
 #[derive(Default)]
-pub struct ActiveLeases(Mutex<HashMap<String, (String, Option<String>)>>);
+pub struct ActiveLeases(Mutex<HashMap<String, (SessionKey, Option<String>)>>);
 
 impl ActiveLeases {
-    pub fn insert(&self, token: &str, session_id: &str, idempotency_key: Option<String>) {
+    pub fn insert(&self, token: &str, session: &SessionKey, idempotency_key: Option<String>) {
         if let Ok(mut map) = self.0.lock() {
-            map.insert(token.to_string(), (session_id.to_string(), idempotency_key));
+            map.insert(token.to_string(), (session.clone(), idempotency_key));
         }
     }
 
@@ -75,8 +75,8 @@ impl ActiveLeases {
             Ok(mut map) => map.drain().collect(),
             Err(_) => return,
         };
-        for (token, (session_id, key)) in held {
-            if let Err(err) = store.release(&session_id, &token, key.as_deref()).await {
+        for (token, (session, key)) in held {
+            if let Err(err) = store.release(&session, &token, key.as_deref()).await {
                 tracing::warn!(%err, "could not release a lease at shutdown");
             }
         }

@@ -1,4 +1,8 @@
-//! Client tokens, `srt_<secret>_<session id>`: what a browser holds instead of an API key.
+//! Client tokens, `srt_<secret>_<scope>_<session id>`: what a browser holds instead of an
+//! API key. `scope` names the tenant ([`tenant_scope`](crate::domain::scope::tenant_scope)):
+//! session ids are per tenant, and the token must find its session before its tenant is
+//! known. (Tokens of layout 3 and older, `srt_<secret>_<session id>`, are refused: they
+//! are short-lived, and a client asks for a new one.)
 //!
 //! A token acts for one session only, on the routes listed in [`ROUTES`] — everything
 //! else answers 403, including routes added later, because the list is opt-in. The same
@@ -11,7 +15,11 @@
 use actix_web::http::Method;
 
 use super::api_keys::digest_hex;
-use crate::domain::{ids, session::is_session_id};
+use crate::domain::{
+    ids,
+    scope::{SessionKey, is_scope},
+    session::is_session_id,
+};
 
 const SCHEME: &str = "srt_";
 
@@ -58,10 +66,12 @@ pub struct Issued {
     pub digest: String,
 }
 
-pub fn generate(session_id: &str) -> Issued {
+pub fn generate(session: &SessionKey) -> Issued {
     let token = format!(
-        "{SCHEME}{}_{session_id}",
-        hex::encode(rand::random::<[u8; 32]>())
+        "{SCHEME}{}_{}_{}",
+        hex::encode(rand::random::<[u8; 32]>()),
+        session.scope(),
+        session.id()
     );
     Issued {
         digest: digest_hex(&token),
@@ -70,10 +80,12 @@ pub fn generate(session_id: &str) -> Issued {
 }
 
 /// The session of a bearer shaped like a client token.
-pub fn session_of(bearer: &str) -> Option<&str> {
-    let (secret, session_id) = bearer.strip_prefix(SCHEME)?.split_once('_')?;
+pub fn session_of(bearer: &str) -> Option<SessionKey> {
+    let (secret, rest) = bearer.strip_prefix(SCHEME)?.split_once('_')?;
+    let (scope, session_id) = rest.split_once('_')?;
     let well_formed = secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit());
-    (well_formed && is_session_id(session_id)).then_some(session_id)
+    (well_formed && is_scope(scope) && is_session_id(session_id))
+        .then(|| SessionKey::scoped(scope.to_string(), session_id))
 }
 
 /// Whether a token of `session_id` may call this route with this `{id}`.
@@ -103,8 +115,12 @@ mod tests {
     #[test]
     fn a_token_names_its_session_and_only_listed_routes_pass() {
         let sid = "abc_def-1";
-        let issued = generate(sid);
-        assert_eq!(session_of(&issued.token), Some(sid));
+        let session = SessionKey::new("acme", sid);
+        let issued = generate(&session);
+        assert_eq!(session_of(&issued.token), Some(session));
+        // The layout-3 form, without the tenant's scope, names no session.
+        let legacy = format!("srt_{}_{sid}", "0".repeat(64));
+        assert_eq!(session_of(&legacy), None);
         let pattern = Some("/v1/sessions/{id}/messages");
         assert!(permits(sid, &Method::POST, pattern, Some(sid)));
         assert!(!permits(sid, &Method::POST, pattern, Some("other")));

@@ -211,6 +211,12 @@ impl Settings {
             return fail("store.pool_size: must be at least 1".into());
         }
         let ttl = &self.sessions;
+        if ttl.lease_renew_seconds == 0 || ttl.lease_renew_seconds >= ttl.lease_seconds {
+            return fail(
+                "sessions.lease_renew_seconds: must be at least 1 and less than lease_seconds"
+                    .into(),
+            );
+        }
         if ttl.default_ttl_seconds == 0 || ttl.default_ttl_seconds > ttl.max_ttl_seconds {
             return fail(
                 "sessions.default_ttl_seconds: must be between 1 and max_ttl_seconds".into(),

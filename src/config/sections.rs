@@ -65,8 +65,12 @@ pub struct SessionSettings {
     pub max_ttl_seconds: u64,
     /// Completion tokens reserved when a session does not say `max_tokens`.
     pub default_max_tokens: u32,
-    /// How long a send may hold a session before its lease lapses by itself.
+    /// How long a send's lease on its session lasts unless renewed: what a session waits
+    /// for when its holder can no longer give it back (an instance died, or Redis
+    /// restarted with the lease in its append-only file).
     pub lease_seconds: u64,
+    /// How often a running send renews its lease; less than `lease_seconds`.
+    pub lease_renew_seconds: u64,
     pub idempotency_ttl_seconds: u64,
     pub max_message_bytes: usize,
 }
@@ -264,7 +268,8 @@ impl Default for SessionSettings {
             default_ttl_seconds: 1800,
             max_ttl_seconds: 30 * 24 * 3600,
             default_max_tokens: 1024,
-            lease_seconds: 180,
+            lease_seconds: 15,
+            lease_renew_seconds: 5,
             idempotency_ttl_seconds: 24 * 3600,
             max_message_bytes: 256 * 1024,
         }

@@ -49,6 +49,15 @@ fn errors_name_the_field() {
             "[[auth.keys]]\nname = \"k\"\ntenant = \"t\"\nkey_env = \"UNSET_VAR_X\"",
             "auth.keys[0].key_env",
         ),
+        // A lease renewed no sooner than it lapses would lapse under a running send.
+        (
+            "[sessions]\nlease_seconds = 5\nlease_renew_seconds = 5",
+            "sessions.lease_renew_seconds",
+        ),
+        (
+            "[sessions]\nlease_renew_seconds = 0",
+            "sessions.lease_renew_seconds",
+        ),
         (
             "[[models]]\nname = \"m\"\nprovider = \"builtin-echo\"\nattempt_timeout_ms = 0",
             "models[0].attempt_timeout_ms",

@@ -39,12 +39,13 @@ pub async fn append_turns(
         // No model is asked: the commit follows at once, within the session's TTL.
         hold_ms: 0,
     };
-    let Admitted { session, tail } = match state.store.admit(id, &request).await? {
+    let at = caller.session(id);
+    let Admitted { session, tail } = match state.store.admit(&at, &request).await? {
         Admission::Admitted(admitted) => *admitted,
         Admission::Busy { .. } => return Err(ApiError::SessionBusy { retry_after: 1 }),
         _ => return Err(ApiError::SessionNotFound),
     };
-    let mut lease = Lease::new(state, id, token, None);
+    let mut lease = Lease::new(state, &at, token, None);
     let max_bytes = state.settings.sessions.max_message_bytes;
     let checked = check_new_turns(&turns, pending_calls(&tail), max_bytes, field, Batch::Items);
     lease
@@ -68,7 +69,7 @@ pub async fn append_turns(
         idempotency: None,
     };
     match lease
-        .release_on_err(state.store.commit(id, &commit).await)
+        .release_on_err(state.store.commit(&at, &commit).await)
         .await?
     {
         CommitOutcome::Committed => {

@@ -62,7 +62,7 @@ pub fn budget(session: &StoredSession, model: &Model, max_tokens: u32) -> u32 {
 /// The newest turns a context starts from, for a preview (a send gets them from `admit`).
 pub async fn read_tail(store: &dyn Store, session: &StoredSession) -> Result<Vec<Turn>, ApiError> {
     let count = tail_len(&session.config, FIRST_CHUNK);
-    Ok(store.recent_turns(&session.id, count).await?)
+    Ok(store.recent_turns(&session.key(), count).await?)
 }
 
 /// Builds the context from `history`, the newest stored turns. Reads further back only
@@ -101,7 +101,7 @@ pub async fn assemble(
         let more_stored = (read as u64) < session.message_count;
         if more_stored && plan.wants_more_history(&input) {
             let wider = read.saturating_mul(4).max(FIRST_CHUNK);
-            let mut wider = store.recent_turns(&session.id, wider).await?;
+            let mut wider = store.recent_turns(&session.key(), wider).await?;
             // A shorter list than the count says (a foreign writer) must not loop forever.
             if wider.len() > read {
                 read = wider.len();

@@ -209,7 +209,8 @@ pub async fn finish(
     // The two touch different keys, so they run side by side.
     let charged = parts(&shares);
     let settled = prepared.metering.settle_parts(&charged);
-    let committed = state.store.commit(&prepared.session.id, &commit);
+    let at = prepared.session.key();
+    let committed = state.store.commit(&at, &commit);
     let ((), outcome) = tokio::join!(settled, committed);
     match outcome? {
         CommitOutcome::Committed => {

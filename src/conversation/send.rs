@@ -86,7 +86,8 @@ pub async fn prepare(
         hold_ms: (state.settings.server.request_timeout_seconds * 1000)
             .saturating_add(AROUND_THE_CALL_MS),
     };
-    let Admitted { session, tail } = match state.store.admit(id, &request).await? {
+    let at = caller.session(id);
+    let Admitted { session, tail } = match state.store.admit(&at, &request).await? {
         Admission::Admitted(admitted) => *admitted,
         Admission::Missing => return Err(ApiError::SessionNotFound),
         Admission::Busy { retry_after_ms } => {
@@ -103,7 +104,7 @@ pub async fn prepare(
     // From here on the lease is released on every exit, early returns and panics included.
     let mut lease = Lease::new(
         state,
-        id,
+        &at,
         token,
         input.idempotency.as_ref().map(|c| c.key.clone()),
     );
@@ -214,7 +215,7 @@ async fn whole_history_exceeded(
     around: &Around<'_>,
 ) -> ApiError {
     let history = match store
-        .turns(&session.id, 0, session.message_count as usize)
+        .turns(&session.key(), 0, session.message_count as usize)
         .await
     {
         Ok(turns) => turns,

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod json;
 pub mod message;
 pub mod params;
+pub mod scope;
 pub mod session;
 pub mod tokens;
 pub mod tools;

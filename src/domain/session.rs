@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::{
     error::DomainError,
+    scope::SessionKey,
     tools::{self, ResponseFormat, Tool},
 };
 
@@ -63,10 +64,22 @@ pub struct StoredSession {
     pub usage: UsageTotals,
 }
 
+impl StoredSession {
+    /// Where this session lives: its tenant's and its id.
+    pub fn key(&self) -> SessionKey {
+        SessionKey::new(&self.config.tenant, &self.id)
+    }
+}
+
 /// `POST /v1/sessions`: every field optional.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
+    /// The caller's own id for the session (a customer or conversation id): 1 to 128
+    /// letters, digits, `-` and `_`, unique within the caller's tenant (409
+    /// `session_exists` otherwise). Default: 32 random hex digits.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_-]{1,128}$")]
+    pub session_id: Option<String>,
     pub model: Option<String>,
     #[schema(max_items = 8)]
     pub fallback_models: Option<Vec<String>>,

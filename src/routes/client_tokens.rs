@@ -57,7 +57,8 @@ async fn issue(
     owned_session(&state, &caller, &id).await?;
     let now = Utc::now();
     let expires_at = now + Duration::seconds(i64::try_from(ttl).unwrap_or(i64::MAX));
-    let issued = client_tokens::generate(&id);
+    let session = caller.session(&id);
+    let issued = client_tokens::generate(&session);
     let grant = ClientTokenRecord {
         tenant: caller.tenant.clone(),
         key_id: caller.key_id.clone(),
@@ -65,7 +66,7 @@ async fn issue(
     };
     let stored = state
         .store
-        .add_client_token(&id, &issued.digest, &grant, now.timestamp_millis())
+        .add_client_token(&session, &issued.digest, &grant, now.timestamp_millis())
         .await?;
     if !stored {
         return Err(ApiError::SessionNotFound);

@@ -56,7 +56,7 @@ pub(crate) async fn owned_session(
     if !is_session_id(id) {
         return Err(ApiError::SessionNotFound);
     }
-    match state.store.get_session(id).await? {
+    match state.store.get_session(&caller.session(id)).await? {
         Some(session) if session.config.tenant == caller.tenant => Ok(session),
         _ => Err(ApiError::SessionNotFound),
     }

@@ -260,7 +260,7 @@ async fn input_items(
     let query = page::query(query)?;
     let found = lookup::response(&state, &caller?, &id).await?;
     let range = found.input_range(&state).await?;
-    let page = page::page(state.store.as_ref(), &found.session.id, range, &query).await?;
+    let page = page::page(state.store.as_ref(), &found.session.key(), range, &query).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 

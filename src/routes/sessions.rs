@@ -1,6 +1,6 @@
 //! `/v1/sessions`: create, read, change, delete, keep alive, and read the history.
 
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use chrono::Utc;
 
 use super::{
@@ -16,7 +16,7 @@ use crate::{
         message::{TurnView, message_index},
         session::{
             CreateSession, Limits, PatchSession, SessionConfig, SessionView, StoredSession,
-            UsageTotals, new_id,
+            UsageTotals, is_session_id, new_id,
         },
     },
     error::ApiError,
@@ -26,6 +26,7 @@ use crate::{
 
 pub fn configure(cfg: &mut super::Routes) {
     cfg.service(create)
+        .service(get_or_create)
         .service(read)
         .service(change)
         .service(remove)
@@ -40,29 +41,93 @@ pub(crate) fn limits(state: &AppState) -> Limits<'_> {
     }
 }
 
-#[utoipa::path(tag = "sessions", request_body = CreateSession, responses((status = 201, description = "The new session", body = SessionView)))]
+#[utoipa::path(tag = "sessions", request_body = CreateSession, responses(
+    (status = 201, description = "The new session", body = SessionView),
+    (status = 409, description = "`session_exists`: the caller's tenant holds this `session_id`", body = ErrorBody),
+))]
 #[post("/v1/sessions")]
 async fn create(
     state: web::Data<AppState>,
     caller: Caller,
     body: ApiJson<CreateSession>,
 ) -> Result<HttpResponse, ApiError> {
-    let config = new_config(&state, &caller, body.value);
-    config.validate(&limits(&state))?;
-    let (id, now) = (new_id(), now_ms());
+    let chosen = body.value.session_id.clone();
+    let id = checked_id(chosen.as_deref())?.unwrap_or_else(new_id);
+    match make(&state, &caller, id, body.value).await? {
+        Ok(session) => Ok(HttpResponse::Created().json(SessionView::from(session))),
+        Err(_) if chosen.is_some() => Err(ApiError::SessionExists),
+        Err(_) => Err(ApiError::Internal("session id collision".into())),
+    }
+}
+
+/// Get-or-create: `201` with the session made from the body, or `200` with the one the
+/// caller's tenant already holds under `id`, its settings untouched (PATCH changes them).
+#[utoipa::path(tag = "sessions", request_body = CreateSession, responses(
+    (status = 201, description = "Made from the body", body = SessionView),
+    (status = 200, description = "It existed: returned as it is, the body ignored", body = SessionView),
+))]
+#[put("/v1/sessions/{id}")]
+async fn get_or_create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: ApiJson<CreateSession>,
+) -> Result<HttpResponse, ApiError> {
+    let id = checked_id(Some(&id))?.unwrap_or_default();
+    if body.value.session_id.as_ref().is_some_and(|s| *s != id) {
+        return Err(ApiError::invalid(
+            "session_id",
+            "must be the id of the path",
+        ));
+    }
+    // An existing session wins even if it expires right after: a retry makes it again.
+    for _ in 0..2 {
+        match make(&state, &caller, id.clone(), body.value.clone()).await? {
+            Ok(session) => return Ok(HttpResponse::Created().json(SessionView::from(session))),
+            Err(()) => match owned_session(&state, &caller, &id).await {
+                Ok(session) => return Ok(HttpResponse::Ok().json(SessionView::from(session))),
+                Err(ApiError::SessionNotFound) => continue,
+                Err(err) => return Err(err),
+            },
+        }
+    }
+    Err(ApiError::SessionBusy { retry_after: 1 })
+}
+
+/// A caller-chosen id, checked by the rules of imported ones.
+fn checked_id(id: Option<&str>) -> Result<Option<String>, ApiError> {
+    match id {
+        Some(id) if !is_session_id(id) => Err(ApiError::invalid(
+            "session_id",
+            "1 to 128 characters: letters, digits, - and _",
+        )),
+        other => Ok(other.map(str::to_string)),
+    }
+}
+
+/// Creates session `id` of the caller's tenant from `body`; `Err(())` when the tenant
+/// already holds that id.
+async fn make(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+    body: CreateSession,
+) -> Result<Result<StoredSession, ()>, ApiError> {
+    let config = new_config(state, caller, body);
+    config.validate(&limits(state))?;
+    let now = now_ms();
     if !state.store.create_session(&id, &config, now).await? {
-        return Err(ApiError::Internal("session id collision".into()));
+        return Ok(Err(()));
     }
     metrics::counter!("sessions_created_total").increment(1);
-    let session = StoredSession {
+    Ok(Ok(StoredSession {
         id,
         config,
         revision: 1,
         last_activity_ms: now,
         message_count: 0,
         usage: UsageTotals::default(),
-    };
-    Ok(HttpResponse::Created().json(SessionView::from(session)))
+    }))
 }
 
 fn new_config(state: &AppState, caller: &Caller, body: CreateSession) -> SessionConfig {
@@ -130,7 +195,7 @@ pub(crate) async fn update(
         let now = now_ms();
         match state
             .store
-            .update_config(id, &session.config, session.revision, now)
+            .update_config(&session.key(), &session.config, session.revision, now)
             .await?
         {
             WriteOutcome::Written => {
@@ -152,8 +217,8 @@ async fn remove(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    owned_session(&state, &caller, &id).await?;
-    if state.store.delete_session(&id).await? {
+    let session = owned_session(&state, &caller, &id).await?;
+    if state.store.delete_session(&session.key()).await? {
         metrics::counter!("sessions_deleted_total").increment(1);
         Ok(HttpResponse::NoContent().finish())
     } else {
@@ -170,7 +235,7 @@ async fn touch(
 ) -> Result<HttpResponse, ApiError> {
     let mut session = owned_session(&state, &caller, &id).await?;
     let now = now_ms();
-    if !state.store.touch(&id, now).await? {
+    if !state.store.touch(&session.key(), now).await? {
         return Err(ApiError::SessionNotFound);
     }
     session.last_activity_ms = now;
@@ -196,7 +261,10 @@ async fn history(
         }
     };
     // One extra turn tells whether there is more; the cursor's own turn is read to check it.
-    let mut turns = state.store.turns(&id, start, limit + 1 + skip).await?;
+    let mut turns = state
+        .store
+        .turns(&session.key(), start, limit + 1 + skip)
+        .await?;
     if let Some(after) = &query.after {
         if turns.first().is_none_or(|t| &t.id != after) {
             return Err(bad_cursor());

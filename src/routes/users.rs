@@ -52,7 +52,8 @@ async fn list(
     };
     let page: Vec<&String> = ids.iter().skip(start).take(limit).collect();
     let has_more = ids.len() > start + page.len();
-    let sessions = try_join_all(page.iter().map(|id| state.store.get_session(id))).await?;
+    let keys: Vec<_> = page.iter().map(|id| caller.session(id)).collect();
+    let sessions = try_join_all(keys.iter().map(|at| state.store.get_session(at))).await?;
     // A session may expire between the listing and its read, and its id may even name
     // someone else's session by then: each is checked on the read that returns it.
     let data: Vec<SessionView> = sessions

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::domain::{session::SessionConfig, transfer::ImportMode};
+use crate::domain::{scope::SessionKey, session::SessionConfig, transfer::ImportMode};
 
 /// What an append or replace found before preparing its write.
 #[derive(Debug, Clone)]
@@ -35,6 +35,13 @@ pub struct ImportWrite {
     /// caller on the blocking pool, so that the event loop only moves bytes.
     pub turns: Vec<String>,
     pub now_ms: i64,
+}
+
+impl ImportWrite {
+    /// The session written: `id` of the tenant of `config`.
+    pub fn key(&self) -> SessionKey {
+        SessionKey::new(&self.config.tenant, &self.id)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +72,12 @@ pub enum ImportKey {
 
 #[async_trait]
 pub trait ImportStore: Send + Sync {
-    /// The current state of each session (by id), or `None` where there is none.
-    async fn import_heads(&self, ids: &[String]) -> StoreResult<Vec<Option<SessionHead>>>;
+    /// The current state of each of `tenant`'s sessions (by id), or `None` where there is none.
+    async fn import_heads(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<Option<SessionHead>>>;
 
     /// Writes each session atomically and keeps the user index in step, the way
     /// `create_session` does: after the session, and a created session whose index entry

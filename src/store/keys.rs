@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{StoreResult, WriteOutcome};
+use crate::domain::scope::SessionKey;
 
 /// One API key as stored: who it belongs to, its limits and the digests of its secrets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,7 +69,7 @@ pub trait KeyStore: Send + Sync {
     /// Stores a client token beside its session; `Ok(false)` when the session does not exist.
     async fn add_client_token(
         &self,
-        session_id: &str,
+        at: &SessionKey,
         digest: &str,
         record: &ClientTokenRecord,
         now_ms: i64,
@@ -76,7 +77,7 @@ pub trait KeyStore: Send + Sync {
     /// The token's grant, if the token is known, unexpired and its session still exists.
     async fn client_token(
         &self,
-        session_id: &str,
+        at: &SessionKey,
         digest: &str,
         now_ms: i64,
     ) -> StoreResult<Option<ClientTokenRecord>>;

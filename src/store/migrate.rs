@@ -1,7 +1,10 @@
 //! Applies the key-layout migrations in `migrations/` at startup.
 
-use super::{StoreError, StoreResult, redis::RedisStore};
-use crate::domain::message::Turn;
+use super::{
+    StoreError, StoreResult,
+    redis::{RedisStore, SESSION_PARTS},
+};
+use crate::domain::{message::Turn, scope::SessionKey, session::SessionConfig};
 
 /// How a migration changes the layout.
 enum Step {
@@ -10,6 +13,9 @@ enum Step {
     /// Re-encodes every stored turn, one list chunk per run of this script, then records
     /// the version (see `migrations/0002_compact_turns.lua`).
     ReencodeTurns(&'static str),
+    /// Moves every session of layout 3 to its tenant's hash tag, then runs the script,
+    /// which records the version (see `migrations/0004_tenant_ids.lua`).
+    RetagSessions(&'static str),
 }
 
 /// Every migration this build knows, in order.
@@ -26,6 +32,10 @@ const MIGRATIONS: &[(u32, Step)] = &[
         3,
         Step::Script(include_str!("../../migrations/0003_index_incarnations.lua")),
     ),
+    (
+        4,
+        Step::RetagSessions(include_str!("../../migrations/0004_tenant_ids.lua")),
+    ),
 ];
 
 /// Sets the version unless it is already at or past it: the first migration's script,
@@ -33,7 +43,7 @@ const MIGRATIONS: &[(u32, Step)] = &[
 const RECORD_VERSION: &str = include_str!("../../migrations/0001_initial.lua");
 
 /// The layout version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Turns read and rewritten per script run: a few hundred kilobytes at most.
 const CHUNK: usize = 256;
@@ -58,6 +68,11 @@ pub async fn migrate(store: &RedisStore) -> StoreResult<u32> {
                 let rewritten = reencode_turns(store, chunk_script).await?;
                 tracing::info!(rewritten, "re-encoded stored turns");
                 RECORD_VERSION
+            }
+            Step::RetagSessions(record) => {
+                let moved = retag_sessions(store).await?;
+                tracing::info!(moved, "moved sessions to their tenant's keys");
+                record
             }
         };
         version = store.run_migration(script, &version_key, *target).await?;
@@ -95,4 +110,58 @@ async fn reencode_turns(store: &RedisStore, chunk_script: &str) -> StoreResult<u
         }
     }
     Ok(rewritten)
+}
+
+/// Every session of layout 3 (`<prefix>:{<id>}:…`, no `:` in the tag), moved key by key
+/// to `<prefix>:{<scope>:<id>}:…` with its remaining TTL; the old `meta` goes last, so
+/// that a run cut short is finished by the next.
+async fn retag_sessions(store: &RedisStore) -> StoreResult<u64> {
+    let prefix = format!("{}:{{", store.prefix());
+    let mut moved = 0;
+    for meta in store.scan_keys(&format!("{prefix}*}}:meta")).await? {
+        let Some(id) = meta
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix("}:meta"))
+            .filter(|id| !id.contains(':'))
+        else {
+            continue;
+        };
+        let cfg: Option<String> = store
+            .prepare_query(redis::cmd("HGET").arg(&meta).arg("cfg"))
+            .await?;
+        let Some(cfg) = cfg else {
+            continue;
+        };
+        let config: SessionConfig = serde_json::from_str(&cfg)
+            .map_err(|e| StoreError::Corrupt(format!("session config in {meta}: {e}")))?;
+        let at = SessionKey::new(&config.tenant, id);
+        // `meta` last: while it is there the session is not moved yet.
+        for part in SESSION_PARTS.iter().rev() {
+            let old = store.key(id, part);
+            move_key(store, &old, &store.session_key(&at, part)).await?;
+        }
+        moved += 1;
+    }
+    Ok(moved)
+}
+
+async fn move_key(store: &RedisStore, old: &str, new: &str) -> StoreResult<()> {
+    let dump: Option<Vec<u8>> = store.prepare_query(redis::cmd("DUMP").arg(old)).await?;
+    let ttl: i64 = store.prepare_query(redis::cmd("PTTL").arg(old)).await?;
+    let (Some(dump), true) = (dump, ttl != -2) else {
+        return Ok(());
+    };
+    // -1: no expiry (a lease always has one; a session's keys always do).
+    let ttl = ttl.max(0);
+    let () = store
+        .prepare_query(
+            redis::cmd("RESTORE")
+                .arg(new)
+                .arg(ttl)
+                .arg(dump)
+                .arg("REPLACE"),
+        )
+        .await?;
+    let _: i64 = store.prepare_query(redis::cmd("DEL").arg(old)).await?;
+    Ok(())
 }

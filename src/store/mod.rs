@@ -16,6 +16,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     message::Turn,
+    scope::SessionKey,
     session::{SessionConfig, StoredSession, UsageTotals},
 };
 
@@ -153,48 +154,55 @@ pub trait Store: keys::KeyStore + metering::MeterStore + import::ImportStore + S
     /// answers `Refused`, one not prepared yet `NotSent`.
     async fn ping(&self) -> StoreResult<()>;
 
-    /// Creates the session; `Ok(false)` when the id is taken.
+    /// Creates session `id` of `config.tenant`; `Ok(false)` when that tenant already holds the id.
     async fn create_session(
         &self,
         id: &str,
         config: &SessionConfig,
         now_ms: i64,
     ) -> StoreResult<bool>;
-    async fn get_session(&self, id: &str) -> StoreResult<Option<StoredSession>>;
+    async fn get_session(&self, at: &SessionKey) -> StoreResult<Option<StoredSession>>;
     /// Replaces the configuration if the revision still matches, refreshing the TTL of every key.
     async fn update_config(
         &self,
-        id: &str,
+        at: &SessionKey,
         config: &SessionConfig,
         expected_revision: u64,
         now_ms: i64,
     ) -> StoreResult<WriteOutcome>;
     /// Refreshes the TTL of every key of the session; `Ok(false)` when it does not exist.
-    async fn touch(&self, id: &str, now_ms: i64) -> StoreResult<bool>;
+    async fn touch(&self, at: &SessionKey, now_ms: i64) -> StoreResult<bool>;
     /// Removes every key of the session; `Ok(false)` when there was none.
-    async fn delete_session(&self, id: &str) -> StoreResult<bool>;
+    async fn delete_session(&self, at: &SessionKey) -> StoreResult<bool>;
 
     /// Turns `start..start+limit` in order (index 0 is the oldest).
-    async fn turns(&self, id: &str, start: u64, limit: usize) -> StoreResult<Vec<Turn>>;
+    async fn turns(&self, at: &SessionKey, start: u64, limit: usize) -> StoreResult<Vec<Turn>>;
     /// The newest `count` turns, oldest first: reading cost does not grow with history length.
-    async fn recent_turns(&self, id: &str, count: usize) -> StoreResult<Vec<Turn>>;
+    async fn recent_turns(&self, at: &SessionKey, count: usize) -> StoreResult<Vec<Turn>>;
 
     /// Replaces turns in place (`(position, as read, replacement)`), each only if it is
     /// still as read; all or none. `Ok(false)`: one changed meanwhile.
-    async fn replace_turns(&self, id: &str, changes: &[(u64, Turn, Turn)]) -> StoreResult<bool>;
+    async fn replace_turns(
+        &self,
+        at: &SessionKey,
+        changes: &[(u64, Turn, Turn)],
+    ) -> StoreResult<bool>;
 
     /// Takes the session's send lease (and the idempotency key) and reads the session
     /// with its newest turns, in one atomic step: one round trip starts a send.
-    async fn admit(&self, id: &str, request: &AdmitRequest<'_>) -> StoreResult<Admission>;
+    async fn admit(&self, at: &SessionKey, request: &AdmitRequest<'_>) -> StoreResult<Admission>;
+    /// Lengthens the lease to `lease_ms` from now if `lease_token` still holds it;
+    /// `Ok(false)` when it does not (it lapsed, or another send has it).
+    async fn renew(&self, at: &SessionKey, lease_token: &str, lease_ms: u64) -> StoreResult<bool>;
     /// Gives the lease back after a failed send and forgets the in-flight idempotency mark.
     async fn release(
         &self,
-        id: &str,
+        at: &SessionKey,
         lease_token: &str,
         idempotency_key: Option<&str>,
     ) -> StoreResult<()>;
     /// Appends the turns, adds the usage, stores the idempotent response and releases the lease.
-    async fn commit(&self, id: &str, commit: &Commit) -> StoreResult<CommitOutcome>;
+    async fn commit(&self, at: &SessionKey, commit: &Commit) -> StoreResult<CommitOutcome>;
 
     /// Live session ids of a user, oldest first, pruning the ones that expired.
     async fn user_sessions(

@@ -8,7 +8,10 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::{
-    domain::export::{EXPORT_TAIL, export_head, export_message},
+    domain::{
+        export::{EXPORT_TAIL, export_head, export_message},
+        scope::SessionKey,
+    },
     error::ApiError,
     state::AppState,
 };
@@ -75,7 +78,12 @@ impl Export {
                 return Some(self.page().await);
             }
             let id = self.ids.pop_front()?;
-            let session = match self.state.store.get_session(&id).await {
+            let session = match self
+                .state
+                .store
+                .get_session(&SessionKey::new(&self.tenant, &id))
+                .await
+            {
                 Ok(session) => session,
                 Err(err) => return Some(Err(err.into())),
             };
@@ -105,7 +113,11 @@ impl Export {
         let turns = self
             .state
             .store
-            .turns(&cursor.id, cursor.next, remaining.min(PAGE))
+            .turns(
+                &SessionKey::new(&self.tenant, &cursor.id),
+                cursor.next,
+                remaining.min(PAGE),
+            )
             .await?;
         if turns.is_empty() {
             return Err(ApiError::Internal(

@@ -105,7 +105,7 @@ async fn resolve(
             _ => None,
         })
         .collect();
-    let mut heads = state.store.import_heads(&ids).await?.into_iter();
+    let mut heads = state.store.import_heads(tenant, &ids).await?.into_iter();
     let (state, tenant, now) = (state.clone(), tenant.to_string(), Utc::now());
     blocking(move || {
         let mut after: HashMap<String, SessionHead> = HashMap::new();

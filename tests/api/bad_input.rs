@@ -135,7 +135,6 @@ fn body_cases(method: &Method, path: &str, create: bool) -> Vec<Case> {
             json!({"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}),
         ),
         ("message_count", json!(1000)),
-        ("session_id", json!("chosen-by-client")),
         ("revision", json!(7)),
         ("Model", json!("echo")),
     ] {

@@ -69,7 +69,7 @@ async fn a_known_path_with_a_wrong_method_is_405_with_allow() {
         (
             Method::from_bytes(b"FROB").unwrap(),
             format!("/v1/sessions/{id}"),
-            "DELETE, GET, PATCH",
+            "DELETE, GET, PATCH, PUT",
         ),
         (Method::GET, "/v1/chat/completions".to_string(), "POST"),
     ];

@@ -337,13 +337,18 @@ impl TestApp {
         }
     }
 
-    /// The keys of one session (every key carries its id as a hash tag).
+    /// The keys of one session (every key carries its tenant's scope and its id as a hash tag).
     pub async fn session_keys(&self, id: &str) -> Vec<String> {
         self.keys()
             .await
             .into_iter()
-            .filter(|k| k.contains(&format!("{{{id}}}")))
+            .filter(|k| k.contains(&format!(":{id}}}:")))
             .collect()
+    }
+
+    /// Key `part` of tenant `acme`'s session `id` (`ACME_KEY`'s, the default caller).
+    pub fn session_key(&self, id: &str, part: &str) -> String {
+        acme_session_key(&self.prefix, id, part)
     }
 }
 
@@ -362,4 +367,10 @@ async fn read(response: reqwest::Response) -> Reply {
         headers,
         body,
     }
+}
+
+/// Key `part` of tenant `acme`'s session `id` under `prefix`.
+pub fn acme_session_key(prefix: &str, id: &str, part: &str) -> String {
+    let scope = session_relay::domain::scope::tenant_scope("acme");
+    format!("{prefix}:{{{scope}:{id}}}:{part}")
 }

@@ -458,8 +458,8 @@ async fn system_prompt_over_the_budget_is_context_exceeded_without_an_upstream_c
 async fn inject_turns(app: &TestApp, id: &str, n: u64) {
     let counter = TokenCounter::shared();
     let mut conn = app.redis().await;
-    let turns_key = format!("{}:{{{id}}}:turns", app.prefix);
-    let meta_key = format!("{}:{{{id}}}:meta", app.prefix);
+    let turns_key = app.session_key(id, "turns");
+    let meta_key = app.session_key(id, "meta");
     let mut pipe = redis::pipe();
     let mut batch = Vec::new();
     for index in 0..n {
@@ -917,7 +917,7 @@ async fn sends_keep_the_user_index_alive_without_lengthening_it_each_time() {
         .into_iter()
         .find(|k| k.contains(":user:"))
         .expect("the user index");
-    let meta = format!("{}:{{{id}}}:meta", app.prefix);
+    let meta = app.session_key(&id, "meta");
     let mut conn = app.redis().await;
     let probe = conn.clone();
     // Sends, then waits for the mark to change and the index to cover the session again.

@@ -2,7 +2,7 @@
 
 use redis::AsyncCommands;
 use session_relay::{
-    domain::session::new_id,
+    domain::{scope::tenant_scope, session::new_id},
     store::{
         StoreError,
         migrate::{SCHEMA_VERSION, migrate},
@@ -69,7 +69,7 @@ async fn turns_of_the_first_layout_are_rewritten_compactly_and_read_the_same() {
         assert_eq!(sent.status, 200, "{}", sent.body);
     }
     let mut conn = app.redis().await;
-    let list = format!("{}:{{{id}}}:turns", app.prefix);
+    let list = format!("{}:{{{}:{id}}}:turns", app.prefix, tenant_scope("acme"));
     let version_key = format!("{}:schema_version", app.prefix);
     // Put the turns back as the first layout wrote them, and the marker at version 1.
     let compact: Vec<String> = conn.lrange(&list, 0, -1).await.unwrap();
@@ -106,4 +106,74 @@ async fn turns_of_the_first_layout_are_rewritten_compactly_and_read_the_same() {
     assert_eq!(version, SCHEMA_VERSION);
     // A second run finds nothing left to rewrite.
     assert_eq!(migrate(&store).await.unwrap(), SCHEMA_VERSION);
+}
+
+/// Sessions written by layout 3 (`<prefix>:{<id>}:<part>`) are moved to their tenant's
+/// keys by migration 4 and read the same, TTLs kept; afterwards another tenant can hold
+/// the same id.
+#[tokio::test]
+async fn sessions_of_layout_3_move_to_their_tenants_keys() {
+    use reqwest::Method;
+    use serde_json::json;
+
+    use crate::helpers::{Backend, GLOBEX_KEY, spawn_app};
+
+    let app = spawn_app(Backend::Redis).await;
+    let id = app.new_session_id().await;
+    let sent = app
+        .call(
+            Method::POST,
+            &format!("/v1/sessions/{id}/messages"),
+            Some(json!({"content": "kept across the move"})),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    let history = format!("/v1/sessions/{id}/messages");
+    let before = app.call(Method::GET, &history, None).await.body;
+
+    // Put the session back where layout 3 kept it, and the marker at 3.
+    let mut conn = app.redis().await;
+    let scope = tenant_scope("acme");
+    for part in ["meta", "turns", "idem", "ctok"] {
+        let new = format!("{}:{{{scope}:{id}}}:{part}", app.prefix);
+        let old = format!("{}:{{{id}}}:{part}", app.prefix);
+        let exists: bool = conn.exists(&new).await.unwrap();
+        if exists {
+            let () = conn.rename(&new, &old).await.unwrap();
+        }
+    }
+    let version_key = format!("{}:schema_version", app.prefix);
+    let () = conn.set(&version_key, 3).await.unwrap();
+    let old_meta = format!("{}:{{{id}}}:meta", app.prefix);
+    let ttl_before: i64 = conn.pttl(&old_meta).await.unwrap();
+    assert!(ttl_before > 0);
+    let unread = app.call(Method::GET, &history, None).await;
+    assert_eq!(unread.status, 404, "layout 4 does not read layout 3's keys");
+
+    let store = unprepared_redis_store(&app.prefix).await;
+    assert_eq!(migrate(&store).await.unwrap(), SCHEMA_VERSION);
+    let after = app.call(Method::GET, &history, None).await.body;
+    assert_eq!(after, before, "the API reads the same before and after");
+    let left: bool = conn.exists(&old_meta).await.unwrap();
+    assert!(!left, "the old keys are gone");
+    let new_meta = format!("{}:{{{scope}:{id}}}:meta", app.prefix);
+    let ttl_after: i64 = conn.pttl(&new_meta).await.unwrap();
+    assert!(ttl_after > 0 && ttl_after <= ttl_before, "the TTL is kept");
+    // A second run finds nothing to move.
+    assert_eq!(migrate(&store).await.unwrap(), SCHEMA_VERSION);
+
+    let globex = app.as_tenant(GLOBEX_KEY);
+    let theirs = globex
+        .call(
+            Method::POST,
+            "/v1/sessions/import",
+            Some(json!({"sessions": [{"session_id": id, "messages": []}]})),
+        )
+        .await;
+    assert_eq!(theirs.body["imported"], 1, "{}", theirs.body);
+    let mine = app.call(Method::GET, &history, None).await.body;
+    assert_eq!(
+        mine, before,
+        "the other tenant's session is another session"
+    );
 }

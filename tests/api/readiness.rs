@@ -124,7 +124,11 @@ async fn a_replica_is_not_ready_and_its_refusals_say_it_is_read_only() {
     let prefix = format!("rep{}", &new_id()[..10]);
     let on_primary = app_on(&primary, &prefix).await;
     let id = on_primary.new_session_id().await;
-    replicated(&replica, &format!("{prefix}:{{{id}}}:meta")).await;
+    replicated(
+        &replica,
+        &crate::helpers::acme_session_key(&prefix, &id, "meta"),
+    )
+    .await;
 
     // Migrated through the primary: the replica's copy is prepared, and serves reads.
     let app = app_on(&replica, &prefix).await;

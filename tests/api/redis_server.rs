@@ -1,4 +1,5 @@
-//! Private `redis-server` processes for the tests: a free port, no persistence, and a
+//! Private `redis-server` processes for the tests: a free port, no persistence (unless a
+//! test asks for an append-only file, to kill and restart the server), and a
 //! guard so that the server dies with the test process even if it is killed.
 
 use std::{
@@ -78,6 +79,36 @@ impl RedisServer {
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(!sleeper.is_finished(), "DEBUG SLEEP is running");
         sleeper
+    }
+
+    /// A server that keeps its data in `dir` (an append-only file, written through on every
+    /// write), so that one killed and started again on the same port and directory comes
+    /// back with its keys, as after a crash.
+    pub fn start_durable(port: u16, dir: &std::path::Path) -> RedisServer {
+        let dir = dir.to_str().expect("utf-8 temp dir");
+        RedisServer::start_with(
+            port,
+            &format!("--appendonly yes --appendfsync always --dir '{dir}'"),
+        )
+    }
+
+    /// Kills redis-server with SIGKILL (no shutdown, no last save) and waits until the port
+    /// refuses connections.
+    pub fn kill9(&mut self) {
+        let mut conn = self.client().get_connection().expect("redis connection");
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut conn)
+            .expect("INFO server");
+        let pid = info
+            .lines()
+            .find_map(|line| line.strip_prefix("process_id:"))
+            .expect("process_id in INFO")
+            .trim()
+            .to_string();
+        let killed = Command::new("kill").args(["-9", &pid]).status();
+        assert!(killed.is_ok_and(|s| s.success()), "kill -9 {pid}");
+        self.stop();
     }
 
     /// Stops the server and waits until the port refuses connections.

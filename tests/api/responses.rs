@@ -480,7 +480,7 @@ async fn the_answer_is_stored_before_completed_is_written() {
         let (session, answer) = id.strip_prefix("resp_").unwrap().split_once('_').unwrap();
         let index = i64::from_str_radix(answer.split('_').next().unwrap(), 16).unwrap();
         let stored: Option<String> = redis::cmd("LINDEX")
-            .arg(format!("{}:{{{session}}}:turns", app.prefix))
+            .arg(app.session_key(session, "turns"))
             .arg(index)
             .query_async(&mut direct)
             .await

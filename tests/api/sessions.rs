@@ -88,11 +88,11 @@ async fn sliding_ttl_refreshes_every_key_and_expiry_is_final() {
             // Give the session a stored turn and an idempotency record, so that all keys exist.
             let mut conn = app.redis().await;
             let _: () = conn
-                .rpush(format!("{}:{{{id}}}:turns", app.prefix), "{}")
+                .rpush(app.session_key(&id, "turns"), "{}")
                 .await
                 .unwrap();
             let _: () = conn
-                .hset(format!("{}:{{{id}}}:idem", app.prefix), "k", "{}")
+                .hset(app.session_key(&id, "idem"), "k", "{}")
                 .await
                 .unwrap();
         }

@@ -135,7 +135,7 @@ impl Running {
             .get_multiplexed_async_connection()
             .await
             .unwrap();
-        conn.exists(format!("{}:{{{id}}}:lease", self.prefix))
+        conn.exists(crate::helpers::acme_session_key(&self.prefix, id, "lease"))
             .await
             .unwrap()
     }

@@ -9,6 +9,7 @@ use session_relay::{
     config::StoreSettings,
     domain::{
         message::{Message, Role, Turn, message_id},
+        scope::SessionKey,
         session::{SessionConfig, UsageTotals, new_id},
     },
     store::{
@@ -77,6 +78,11 @@ fn config(tenant: &str, user_id: Option<&str>) -> SessionConfig {
     }
 }
 
+/// Session `id` of tenant `acme`.
+fn acme(id: &str) -> SessionKey {
+    SessionKey::new("acme", id)
+}
+
 /// A new session of tenant `acme` with no user; returns its id.
 async fn new_session(store: &dyn Store) -> String {
     let id = new_id();
@@ -117,7 +123,10 @@ async fn admit_as(
         tail: 4,
         hold_ms: 0,
     };
-    store.admit(id, &request).await.unwrap()
+    store
+        .admit(&SessionKey::new(tenant, id), &request)
+        .await
+        .unwrap()
 }
 
 /// The history length an admission starts from; `None` when it did not admit.
@@ -176,41 +185,58 @@ async fn create_get_and_duplicate(store: &dyn Store) {
             .unwrap()
     );
 
-    let other = config("globex", Some("dup-intruder"));
     assert!(
-        !store.create_session(&id, &other, now_ms()).await.unwrap(),
-        "{kind}: a taken id is refused"
+        !store
+            .create_session(&id, &original, now_ms())
+            .await
+            .unwrap(),
+        "{kind}: an id the tenant holds is refused"
+    );
+    // Ids are per tenant: another tenant's session of the same id is another session.
+    let other = config("globex", Some("dup-other"));
+    assert!(
+        store.create_session(&id, &other, now_ms()).await.unwrap(),
+        "{kind}: another tenant may hold the same id"
     );
 
-    let read = store.get_session(&id).await.unwrap().expect("stored");
+    let read = store
+        .get_session(&acme(&id))
+        .await
+        .unwrap()
+        .expect("stored");
     assert_eq!(read.id, id);
     assert_eq!(read.config, original, "{kind}: the first config is kept");
     assert_eq!(read.revision, 1);
     assert_eq!(read.last_activity_ms, created_ms);
     assert_eq!(read.message_count, 0);
     assert_eq!(read.usage, UsageTotals::default());
-    assert!(store.get_session(&new_id()).await.unwrap().is_none());
+    assert!(store.get_session(&acme(&new_id())).await.unwrap().is_none());
+    let theirs = SessionKey::new("globex", &id);
+    let read = store.get_session(&theirs).await.unwrap().expect("theirs");
+    assert_eq!(read.config, other, "{kind}: each tenant reads its own");
 
-    // The refused create left no trace: the other tenant's user does not see (and
-    // cannot log out) a session that is not theirs.
     assert_eq!(
         store
-            .user_sessions("globex", "dup-intruder", now_ms())
+            .user_sessions("globex", "dup-other", now_ms())
             .await
             .unwrap(),
-        Vec::<String>::new(),
-        "{kind}: a refused create must not index the session under another user"
+        vec![id.clone()],
+        "{kind}: the other tenant's user lists its own session"
     );
     assert_eq!(
         store
-            .delete_user_sessions("globex", "dup-intruder", now_ms())
+            .delete_user_sessions("globex", "dup-other", now_ms())
             .await
             .unwrap(),
-        0,
-        "{kind}: another tenant's logout deletes nothing"
+        1,
+        "{kind}: the other tenant's logout deletes its own session"
     );
     assert!(
-        store.get_session(&id).await.unwrap().is_some(),
+        store.get_session(&theirs).await.unwrap().is_none(),
+        "{kind}"
+    );
+    assert!(
+        store.get_session(&acme(&id)).await.unwrap().is_some(),
         "{kind}: the owner's session survives another tenant's logout"
     );
 }
@@ -218,7 +244,7 @@ async fn create_get_and_duplicate(store: &dyn Store) {
 async fn update_config_compare_and_set(store: &dyn Store) {
     let kind = store.kind();
     let id = new_session(store).await;
-    let before = store.get_session(&id).await.unwrap().unwrap();
+    let before = store.get_session(&acme(&id)).await.unwrap().unwrap();
 
     let mut changed = before.config.clone();
     changed.temperature = Some(1.5);
@@ -226,13 +252,13 @@ async fn update_config_compare_and_set(store: &dyn Store) {
     let later = before.last_activity_ms + 5_000;
     assert_eq!(
         store
-            .update_config(&id, &changed, before.revision, later)
+            .update_config(&acme(&id), &changed, before.revision, later)
             .await
             .unwrap(),
         WriteOutcome::Written,
         "{kind}"
     );
-    let after = store.get_session(&id).await.unwrap().unwrap();
+    let after = store.get_session(&acme(&id)).await.unwrap().unwrap();
     assert_eq!(after.config, changed);
     assert_eq!(after.revision, before.revision + 1);
     assert_eq!(after.last_activity_ms, later, "{kind}: a write refreshes");
@@ -241,13 +267,13 @@ async fn update_config_compare_and_set(store: &dyn Store) {
     stale.system_prompt = Some("stale".into());
     assert_eq!(
         store
-            .update_config(&id, &stale, before.revision, later + 1)
+            .update_config(&acme(&id), &stale, before.revision, later + 1)
             .await
             .unwrap(),
         WriteOutcome::Conflict,
         "{kind}: stale revision"
     );
-    let unchanged = store.get_session(&id).await.unwrap().unwrap();
+    let unchanged = store.get_session(&acme(&id)).await.unwrap().unwrap();
     assert_eq!(
         unchanged.config, changed,
         "{kind}: a conflict writes nothing"
@@ -257,7 +283,7 @@ async fn update_config_compare_and_set(store: &dyn Store) {
 
     assert_eq!(
         store
-            .update_config(&new_id(), &changed, 1, later)
+            .update_config(&acme(&new_id()), &changed, 1, later)
             .await
             .unwrap(),
         WriteOutcome::Missing,
@@ -268,19 +294,28 @@ async fn update_config_compare_and_set(store: &dyn Store) {
 async fn touch_and_delete(store: &dyn Store) {
     let kind = store.kind();
     let id = new_session(store).await;
-    let before = store.get_session(&id).await.unwrap().unwrap();
+    let before = store.get_session(&acme(&id)).await.unwrap().unwrap();
     let later = before.last_activity_ms + 7_000;
-    assert!(store.touch(&id, later).await.unwrap(), "{kind}");
-    let touched = store.get_session(&id).await.unwrap().unwrap();
+    assert!(store.touch(&acme(&id), later).await.unwrap(), "{kind}");
+    let touched = store.get_session(&acme(&id)).await.unwrap().unwrap();
     assert_eq!(touched.last_activity_ms, later);
     assert_eq!(touched.config, before.config);
     assert_eq!(touched.revision, before.revision, "a touch is not a change");
-    assert!(!store.touch(&new_id(), later).await.unwrap(), "{kind}");
+    assert!(
+        !store.touch(&acme(&new_id()), later).await.unwrap(),
+        "{kind}"
+    );
 
-    assert!(store.delete_session(&id).await.unwrap(), "{kind}");
-    assert!(store.get_session(&id).await.unwrap().is_none());
-    assert!(!store.delete_session(&id).await.unwrap(), "{kind}: twice");
-    assert!(!store.touch(&id, later).await.unwrap(), "{kind}: deleted");
+    assert!(store.delete_session(&acme(&id)).await.unwrap(), "{kind}");
+    assert!(store.get_session(&acme(&id)).await.unwrap().is_none());
+    assert!(
+        !store.delete_session(&acme(&id)).await.unwrap(),
+        "{kind}: twice"
+    );
+    assert!(
+        !store.touch(&acme(&id), later).await.unwrap(),
+        "{kind}: deleted"
+    );
     assert_eq!(admit(store, &id, "l", None).await, Admission::Missing);
 }
 
@@ -300,12 +335,15 @@ async fn admit_busy_and_release(store: &dyn Store) {
         other => panic!("{kind}: second admit: {other:?}"),
     }
     // Only the holder can give the lease back.
-    store.release(&id, "not-the-holder", None).await.unwrap();
+    store
+        .release(&acme(&id), "not-the-holder", None)
+        .await
+        .unwrap();
     assert!(
         matches!(admit(store, &id, "c", None).await, Admission::Busy { .. }),
         "{kind}: a foreign release frees nothing"
     );
-    store.release(&id, "a", None).await.unwrap();
+    store.release(&acme(&id), "a", None).await.unwrap();
     assert_eq!(
         admitted_len(&admit(store, &id, "d", None).await),
         Some(0),
@@ -324,16 +362,20 @@ async fn commit_appends_in_order(store: &dyn Store) {
     ];
     let c = commit("a", 0, first.clone(), usage(10, 5, 1_234));
     assert_eq!(
-        store.commit(&id, &c).await.unwrap(),
+        store.commit(&acme(&id), &c).await.unwrap(),
         CommitOutcome::Committed,
         "{kind}"
     );
-    assert_eq!(store.turns(&id, 0, 10).await.unwrap(), first, "{kind}");
     assert_eq!(
-        store.recent_turns(&id, 1).await.unwrap(),
+        store.turns(&acme(&id), 0, 10).await.unwrap(),
+        first,
+        "{kind}"
+    );
+    assert_eq!(
+        store.recent_turns(&acme(&id), 1).await.unwrap(),
         first[1..].to_vec()
     );
-    let session = store.get_session(&id).await.unwrap().unwrap();
+    let session = store.get_session(&acme(&id)).await.unwrap().unwrap();
     assert_eq!(session.message_count, 2);
     assert_eq!(session.usage, usage(10, 5, 1_234));
     assert_eq!(
@@ -353,19 +395,32 @@ async fn commit_appends_in_order(store: &dyn Store) {
     ];
     assert_eq!(
         store
-            .commit(&id, &commit("b", 2, second.clone(), usage(20, 7, 1_000)))
+            .commit(
+                &acme(&id),
+                &commit("b", 2, second.clone(), usage(20, 7, 1_000))
+            )
             .await
             .unwrap(),
         CommitOutcome::Committed
     );
     let all: Vec<Turn> = first.iter().chain(&second).cloned().collect();
-    assert_eq!(store.turns(&id, 0, 100).await.unwrap(), all, "{kind}");
-    assert_eq!(store.turns(&id, 1, 2).await.unwrap(), all[1..3].to_vec());
-    assert_eq!(store.turns(&id, 4, 10).await.unwrap(), vec![]);
-    assert_eq!(store.turns(&id, 0, 0).await.unwrap(), vec![]);
-    assert_eq!(store.recent_turns(&id, 3).await.unwrap(), all[1..].to_vec());
-    assert_eq!(store.recent_turns(&id, 50).await.unwrap(), all);
-    let session = store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(
+        store.turns(&acme(&id), 0, 100).await.unwrap(),
+        all,
+        "{kind}"
+    );
+    assert_eq!(
+        store.turns(&acme(&id), 1, 2).await.unwrap(),
+        all[1..3].to_vec()
+    );
+    assert_eq!(store.turns(&acme(&id), 4, 10).await.unwrap(), vec![]);
+    assert_eq!(store.turns(&acme(&id), 0, 0).await.unwrap(), vec![]);
+    assert_eq!(
+        store.recent_turns(&acme(&id), 3).await.unwrap(),
+        all[1..].to_vec()
+    );
+    assert_eq!(store.recent_turns(&acme(&id), 50).await.unwrap(), all);
+    let session = store.get_session(&acme(&id)).await.unwrap().unwrap();
     assert_eq!(session.message_count, 4, "{kind}");
     assert_eq!(session.usage, usage(30, 12, 2_234), "{kind}: totals add up");
 }
@@ -378,38 +433,45 @@ async fn commit_with_wrong_lease_or_length_writes_nothing(store: &dyn Store) {
 
     let foreign = commit("someone-else", 0, turns.clone(), usage(9, 9, 9));
     assert_eq!(
-        store.commit(&id, &foreign).await.unwrap(),
+        store.commit(&acme(&id), &foreign).await.unwrap(),
         CommitOutcome::LeaseLost,
         "{kind}: wrong lease token"
     );
     let wrong_len = commit("mine", 5, turns.clone(), usage(9, 9, 9));
     assert_eq!(
-        store.commit(&id, &wrong_len).await.unwrap(),
+        store.commit(&acme(&id), &wrong_len).await.unwrap(),
         CommitOutcome::LeaseLost,
         "{kind}: wrong expected length"
     );
-    assert_eq!(store.turns(&id, 0, 10).await.unwrap(), vec![], "{kind}");
-    let session = store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(
+        store.turns(&acme(&id), 0, 10).await.unwrap(),
+        vec![],
+        "{kind}"
+    );
+    let session = store.get_session(&acme(&id)).await.unwrap().unwrap();
     assert_eq!(session.message_count, 0, "{kind}");
     assert_eq!(session.usage, UsageTotals::default(), "{kind}");
 
     // The lease is still ours: the right commit goes through.
     assert_eq!(
         store
-            .commit(&id, &commit("mine", 0, turns.clone(), usage(1, 2, 3)))
+            .commit(
+                &acme(&id),
+                &commit("mine", 0, turns.clone(), usage(1, 2, 3))
+            )
             .await
             .unwrap(),
         CommitOutcome::Committed,
         "{kind}"
     );
-    assert_eq!(store.turns(&id, 0, 10).await.unwrap(), turns);
+    assert_eq!(store.turns(&acme(&id), 0, 10).await.unwrap(), turns);
 }
 
 async fn commit_after_delete_does_not_resurrect(store: &dyn Store) {
     let kind = store.kind();
     let id = new_session(store).await;
     admit(store, &id, "a", None).await;
-    assert!(store.delete_session(&id).await.unwrap());
+    assert!(store.delete_session(&acme(&id)).await.unwrap());
     let c = Commit {
         idempotency: Some((claim("k", "fp"), "{\"ok\":true}".into())),
         ..commit(
@@ -420,16 +482,20 @@ async fn commit_after_delete_does_not_resurrect(store: &dyn Store) {
         )
     };
     assert_eq!(
-        store.commit(&id, &c).await.unwrap(),
+        store.commit(&acme(&id), &c).await.unwrap(),
         CommitOutcome::Missing,
         "{kind}"
     );
     assert!(
-        store.get_session(&id).await.unwrap().is_none(),
+        store.get_session(&acme(&id)).await.unwrap().is_none(),
         "{kind}: not resurrected"
     );
-    assert_eq!(store.turns(&id, 0, 10).await.unwrap(), vec![], "{kind}");
-    assert_eq!(store.recent_turns(&id, 10).await.unwrap(), vec![]);
+    assert_eq!(
+        store.turns(&acme(&id), 0, 10).await.unwrap(),
+        vec![],
+        "{kind}"
+    );
+    assert_eq!(store.recent_turns(&acme(&id), 10).await.unwrap(), vec![]);
     assert_eq!(admit(store, &id, "b", None).await, Admission::Missing);
     // Re-creating the id starts from nothing: no turn, lease or idempotency record was left.
     assert!(
@@ -438,7 +504,11 @@ async fn commit_after_delete_does_not_resurrect(store: &dyn Store) {
             .await
             .unwrap()
     );
-    assert_eq!(store.turns(&id, 0, 10).await.unwrap(), vec![], "{kind}");
+    assert_eq!(
+        store.turns(&acme(&id), 0, 10).await.unwrap(),
+        vec![],
+        "{kind}"
+    );
     assert_eq!(
         admitted_len(&admit(store, &id, "c", Some(&claim("k", "fp"))).await),
         Some(0),
@@ -479,7 +549,7 @@ async fn idempotency_claims(store: &dyn Store) {
         )
     };
     assert_eq!(
-        store.commit(&id, &c).await.unwrap(),
+        store.commit(&acme(&id), &c).await.unwrap(),
         CommitOutcome::Committed
     );
     assert_eq!(
@@ -498,7 +568,7 @@ async fn idempotency_claims(store: &dyn Store) {
         Some(2),
         "{kind}"
     );
-    store.release(&id, "d", None).await.unwrap();
+    store.release(&acme(&id), "d", None).await.unwrap();
 
     // A failed send gives its key back: the retry is admitted, not refused or replayed.
     let k2 = claim("key-2", "fp-a");
@@ -506,13 +576,13 @@ async fn idempotency_claims(store: &dyn Store) {
         admitted_len(&admit(store, &id, "e", Some(&k2)).await),
         Some(2)
     );
-    store.release(&id, "e", Some("key-2")).await.unwrap();
+    store.release(&acme(&id), "e", Some("key-2")).await.unwrap();
     assert_eq!(
         admitted_len(&admit(store, &id, "f", Some(&k2)).await),
         Some(2),
         "{kind}: released claim is forgotten"
     );
-    store.release(&id, "f", Some("key-2")).await.unwrap();
+    store.release(&acme(&id), "f", Some("key-2")).await.unwrap();
     assert_eq!(
         admitted_len(&admit(store, &id, "g", Some(&claim("key-2", "fp-z"))).await),
         Some(2),
@@ -525,7 +595,7 @@ async fn idempotency_claims(store: &dyn Store) {
 async fn admit_reads_the_session_and_its_tail(store: &dyn Store) {
     let kind = store.kind();
     let id = new_session(store).await;
-    let stored = store.get_session(&id).await.unwrap().unwrap();
+    let stored = store.get_session(&acme(&id)).await.unwrap().unwrap();
     assert_eq!(
         admit_as(store, "globex", &id, "foreign", None).await,
         Admission::Missing,
@@ -542,7 +612,7 @@ async fn admit_reads_the_session_and_its_tail(store: &dyn Store) {
         .collect();
     let c = commit("a", 0, turns.clone(), usage(7, 3, 99));
     assert_eq!(
-        store.commit(&id, &c).await.unwrap(),
+        store.commit(&acme(&id), &c).await.unwrap(),
         CommitOutcome::Committed
     );
     // `config` sets a context_window of 10: that many newest turns, oldest first.
@@ -560,7 +630,7 @@ async fn admit_reads_the_session_and_its_tail(store: &dyn Store) {
         usage(7, 3, 99),
         "{kind}: current spend"
     );
-    store.release(&id, "b", None).await.unwrap();
+    store.release(&acme(&id), "b", None).await.unwrap();
 
     // Without a window, the request's `tail` (4) decides.
     let windowless = new_id();
@@ -577,7 +647,7 @@ async fn admit_reads_the_session_and_its_tail(store: &dyn Store) {
     assert!(admitted_len(&admit(store, &windowless, "a", None).await).is_some());
     let c = commit("a", 0, turns.clone(), usage(1, 1, 1));
     assert_eq!(
-        store.commit(&windowless, &c).await.unwrap(),
+        store.commit(&acme(&windowless), &c).await.unwrap(),
         CommitOutcome::Committed
     );
     let Admission::Admitted(third) = admit(store, &windowless, "b", None).await else {
@@ -587,6 +657,66 @@ async fn admit_reads_the_session_and_its_tail(store: &dyn Store) {
         third.tail,
         turns[8..].to_vec(),
         "{kind}: the requested tail"
+    );
+}
+
+async fn renewing_keeps_only_the_holders_lease(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_session(store).await;
+    let short = AdmitRequest {
+        tenant: "acme",
+        lease_token: "holder",
+        lease_ms: 300,
+        claim: None,
+        now_ms: now_ms(),
+        tail: 4,
+        hold_ms: 0,
+    };
+    assert_eq!(
+        admitted_len(&store.admit(&acme(&id), &short).await.unwrap()),
+        Some(0)
+    );
+    assert!(
+        !store.renew(&acme(&id), "not-the-holder", 60_000).await.unwrap(),
+        "{kind}: only the holder renews"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(store.renew(&acme(&id), "holder", 300).await.unwrap(), "{kind}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        matches!(admit(store, &id, "b", None).await, Admission::Busy { .. }),
+        "{kind}: 400 ms after admission, the renewed lease still holds"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !store.renew(&acme(&id), "holder", 300).await.unwrap(),
+        "{kind}: a lapsed lease is not renewed"
+    );
+    assert_eq!(admitted_len(&admit(store, &id, "b", None).await), Some(0));
+    assert!(!store.renew(&acme(&new_id()), "holder", 300).await.unwrap());
+}
+
+/// An admission sent again (its connection broke: the first may or may not have run)
+/// answers as the first did, with or without an idempotency key.
+async fn admission_repeated_with_its_token_is_admitted_again(store: &dyn Store) {
+    let kind = store.kind();
+    let id = new_session(store).await;
+    let claim = claim("k", "f");
+    for attempt in 0..2 {
+        assert_eq!(
+            admitted_len(&admit(store, &id, "a", Some(&claim)).await),
+            Some(0),
+            "{kind}: attempt {attempt}"
+        );
+    }
+    assert_eq!(
+        admit(store, &id, "b", Some(&claim)).await,
+        Admission::KeyInUse,
+        "{kind}: another request with the key"
+    );
+    assert!(
+        matches!(admit(store, &id, "c", None).await, Admission::Busy { .. }),
+        "{kind}"
     );
 }
 
@@ -602,7 +732,7 @@ async fn lease_expires_by_itself(store: &dyn Store) {
         tail: 4,
         hold_ms: 0,
     };
-    let admitted = store.admit(&id, &short).await.unwrap();
+    let admitted = store.admit(&acme(&id), &short).await.unwrap();
     assert_eq!(admitted_len(&admitted), Some(0), "{kind}");
     assert!(
         matches!(
@@ -625,11 +755,11 @@ async fn lease_expires_by_itself(store: &dyn Store) {
         usage(1, 1, 1),
     );
     assert_eq!(
-        store.commit(&id, &late).await.unwrap(),
+        store.commit(&acme(&id), &late).await.unwrap(),
         CommitOutcome::LeaseLost,
         "{kind}"
     );
-    assert_eq!(store.turns(&id, 0, 10).await.unwrap(), vec![]);
+    assert_eq!(store.turns(&acme(&id), 0, 10).await.unwrap(), vec![]);
 }
 
 async fn user_index(store: &dyn Store) {
@@ -680,7 +810,7 @@ async fn user_index(store: &dyn Store) {
         Vec::<String>::new()
     );
 
-    assert!(store.delete_session(&ids[1]).await.unwrap());
+    assert!(store.delete_session(&acme(&ids[1])).await.unwrap());
     assert_eq!(
         store
             .user_sessions("acme", "user-1", now_ms())
@@ -699,7 +829,10 @@ async fn user_index(store: &dyn Store) {
         "{kind}"
     );
     for id in &ids {
-        assert!(store.get_session(id).await.unwrap().is_none(), "{kind}");
+        assert!(
+            store.get_session(&acme(id)).await.unwrap().is_none(),
+            "{kind}"
+        );
     }
     assert_eq!(
         store
@@ -716,8 +849,20 @@ async fn user_index(store: &dyn Store) {
         0,
         "{kind}: nothing left"
     );
-    assert!(store.get_session(&other_user).await.unwrap().is_some());
-    assert!(store.get_session(&other_tenant).await.unwrap().is_some());
+    assert!(
+        store
+            .get_session(&acme(&other_user))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get_session(&SessionKey::new("globex", &other_tenant))
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(
         store
             .user_sessions("globex", "user-1", now_ms())
@@ -761,7 +906,10 @@ async fn user_index_follows_the_session_not_the_id(store: &dyn Store) {
     );
     let deleted = store.delete_user_sessions("acme", "u1", 0).await.unwrap();
     assert_eq!(deleted, 0, "{kind}");
-    let kept = store.get_session(&taken).await.unwrap();
+    let kept = store
+        .get_session(&SessionKey::new("globex", &taken))
+        .await
+        .unwrap();
     assert!(kept.is_some(), "{kind}: not deleted");
     assert_eq!(
         list("globex", "u1").await.unwrap(),
@@ -777,7 +925,10 @@ async fn user_index_follows_the_session_not_the_id(store: &dyn Store) {
     );
     let deleted = store.delete_user_sessions("acme", "u2", 0).await.unwrap();
     assert_eq!(deleted, 1, "{kind}");
-    assert!(store.get_session(&again).await.unwrap().is_none(), "{kind}");
+    assert!(
+        store.get_session(&acme(&again)).await.unwrap().is_none(),
+        "{kind}"
+    );
     assert_eq!(
         list("acme", "u2").await.unwrap(),
         Vec::<String>::new(),
@@ -805,23 +956,27 @@ async fn admission_holds_the_session_for_the_send(store: &dyn Store) {
         hold_ms: 3000,
     };
     assert_eq!(
-        admitted_len(&store.admit(&id, &request).await.unwrap()),
+        admitted_len(&store.admit(&acme(&id), &request).await.unwrap()),
         Some(0)
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let turns = vec![turn(0, Role::User, "q"), turn(1, Role::Assistant, "a")];
     assert_eq!(
         store
-            .commit(&id, &commit("slow", 0, turns, usage(1, 1, 0)))
+            .commit(&acme(&id), &commit("slow", 0, turns, usage(1, 1, 0)))
             .await
             .unwrap(),
         CommitOutcome::Committed,
         "{kind}: the session outlived its TTL while the send held it"
     );
-    assert_eq!(store.turns(&id, 0, 10).await.unwrap().len(), 2, "{kind}");
+    assert_eq!(
+        store.turns(&acme(&id), 0, 10).await.unwrap().len(),
+        2,
+        "{kind}"
+    );
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert!(
-        store.get_session(&id).await.unwrap().is_none(),
+        store.get_session(&acme(&id)).await.unwrap().is_none(),
         "{kind}: the commit restored the session's own 1 s TTL"
     );
 }
@@ -853,6 +1008,8 @@ on_both_stores!(
     commit_after_delete_does_not_resurrect,
     idempotency_claims,
     lease_expires_by_itself,
+    renewing_keeps_only_the_holders_lease,
+    admission_repeated_with_its_token_is_admitted_again,
     user_index,
     user_index_follows_the_session_not_the_id,
     admission_holds_the_session_for_the_send,

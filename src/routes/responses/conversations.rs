@@ -101,7 +101,7 @@ async fn create(
         && let Err(err) = append_turns(&state, &caller, &id, turns, &field_in_items).await
     {
         // Created whole or not at all.
-        let _ = state.store.delete_session(&id).await;
+        let _ = state.store.delete_session(&caller.session(&id)).await;
         return Err(err.into());
     }
     let session = lookup::conversation(&state, &caller, &ids::conversation_id(&id)).await?;
@@ -156,7 +156,7 @@ async fn remove(
     id: web::Path<String>,
 ) -> Result<HttpResponse, OpenAiError> {
     let session = lookup::conversation(&state, &caller?, &id).await?;
-    if !state.store.delete_session(&session.id).await? {
+    if !state.store.delete_session(&session.key()).await? {
         return Err(ApiError::SessionNotFound.into());
     }
     metrics::counter!("sessions_deleted_total").increment(1);
@@ -176,7 +176,7 @@ async fn list_items(
     let session = lookup::conversation(&state, &caller?, &id).await?;
     let page = page::page(
         state.store.as_ref(),
-        &session.id,
+        &session.key(),
         0..session.message_count,
         &query,
     )
@@ -212,7 +212,7 @@ async fn get_item(
     let (id, item) = path.into_inner();
     let session = lookup::conversation(&state, &caller?, &id).await?;
     let (index, turn_id, _) = ids::parse_item_id(&item).ok_or(ApiError::SessionNotFound)?;
-    let turn = state.store.turns(&session.id, index, 1).await?.pop();
+    let turn = state.store.turns(&session.key(), index, 1).await?.pop();
     let found = turn
         .filter(|t| t.id == turn_id)
         .and_then(|t| items_of(&t).into_iter().find(|i| i["id"] == json!(item)));
@@ -240,14 +240,14 @@ async fn delete_item(
     let count = (index + AROUND + 1).min(session.message_count) - first;
     let turns = state
         .store
-        .turns(&session.id, first, count as usize)
+        .turns(&session.key(), first, count as usize)
         .await?;
     let own = turns
         .get((index - first) as usize)
         .is_some_and(|t| t.id == turn_id);
     let changes = deletion::changes(&turns, first, index, &part).filter(|_| own);
     let changes = changes.ok_or(ApiError::SessionNotFound)?;
-    if !state.store.replace_turns(&session.id, &changes).await? {
+    if !state.store.replace_turns(&session.key(), &changes).await? {
         return Err(ApiError::SessionBusy { retry_after: 1 }.into());
     }
     Ok(HttpResponse::Ok().json(object(&session)))

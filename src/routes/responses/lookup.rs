@@ -46,7 +46,7 @@ pub async fn response(state: &AppState, caller: &Caller, id: &str) -> Result<Fou
     in_scope(caller, Some(session))?;
     let session = owned_session(state, caller, session).await?;
     let index = crate::domain::message::message_index(answer).ok_or(ApiError::SessionNotFound)?;
-    let turn = state.store.turns(&session.id, index, 1).await?.pop();
+    let turn = state.store.turns(&session.key(), index, 1).await?.pop();
     match turn {
         Some(turn) if turn.id == answer && turn.continuable() => Ok(Found {
             session,
@@ -79,7 +79,7 @@ impl Found {
         let changes = [(self.index, self.turn.clone(), deleted)];
         match state
             .store
-            .replace_turns(&self.session.id, &changes)
+            .replace_turns(&self.session.key(), &changes)
             .await?
         {
             true => Ok(()),
@@ -98,7 +98,7 @@ impl Found {
             .saturating_sub(crate::domain::turns::MAX_NEW_TURNS as u64);
         let before = state
             .store
-            .turns(&self.session.id, from, (self.index - from) as usize)
+            .turns(&self.session.key(), from, (self.index - from) as usize)
             .await?;
         let start = before
             .iter()
@@ -190,7 +190,7 @@ pub async fn branch(
 async fn fork(state: &AppState, found: &Found) -> Result<String, ApiError> {
     let turns = state
         .store
-        .turns(&found.session.id, 0, found.index as usize + 1)
+        .turns(&found.session.key(), 0, found.index as usize + 1)
         .await?;
     let turns = turns
         .iter()
@@ -250,7 +250,7 @@ pub async fn count(
                 true => read_tail(store, &session).await?,
                 false => {
                     store
-                        .turns(&session.id, 0, found.index as usize + 1)
+                        .turns(&session.key(), 0, found.index as usize + 1)
                         .await?
                 }
             };

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::items::items_of;
-use crate::domain::ids::parse_item_id;
+use crate::domain::{ids::parse_item_id, scope::SessionKey};
 use crate::{error::ApiError, store::Store};
 
 #[derive(Debug, Deserialize)]
@@ -42,7 +42,7 @@ pub fn query(
 /// The items of the turns at `range`, one page of them.
 pub async fn page(
     store: &dyn Store,
-    session: &str,
+    session: &SessionKey,
     range: Range<u64>,
     query: &PageQuery,
 ) -> Result<Value, ApiError> {

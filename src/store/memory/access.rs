@@ -11,6 +11,8 @@ use std::{
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::scope::SessionKey;
+
 use crate::store::{
     StoreError, StoreResult,
     keys::{ClientTokenRecord, KeyRecord},
@@ -30,7 +32,7 @@ pub(super) struct AccessState {
     pub prefixes: HashMap<String, String>,
     /// Session id → token digest → the grant and its session's creation time: a session
     /// deleted and made again under the same id (an import) does not revive old tokens.
-    pub tokens: HashMap<String, HashMap<String, (ClientTokenRecord, DateTime<Utc>)>>,
+    pub tokens: HashMap<SessionKey, HashMap<String, (ClientTokenRecord, DateTime<Utc>)>>,
     /// (key id, `req` | `tok`) → bucket.
     pub buckets: HashMap<(String, &'static str), Bucket>,
     /// (key id, day) → spend.

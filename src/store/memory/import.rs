@@ -13,6 +13,7 @@ use super::{Entry, MemoryStore, State};
 use crate::{
     domain::{
         message::Turn,
+        scope::SessionKey,
         session::{StoredSession, UsageTotals},
         transfer::ImportMode,
     },
@@ -50,7 +51,8 @@ fn parse_turns(write: &ImportWrite) -> StoreResult<Vec<Turn>> {
 
 impl State {
     fn import_one(&mut self, write: &ImportWrite, turns: Vec<Turn>) -> StoreResult<ImportOutcome> {
-        let entry = self.live(&write.id);
+        let at = write.key();
+        let entry = self.live(&at);
         if write.mode == ImportMode::Create {
             if entry.is_some() {
                 return Ok(ImportOutcome::Exists);
@@ -74,7 +76,7 @@ impl State {
                 return Ok(ImportOutcome::Changed);
             }
         }
-        match (write.mode, self.live(&write.id)) {
+        match (write.mode, self.live(&at)) {
             (ImportMode::Append, Some(entry)) => {
                 entry.session.message_count += turns.len() as u64;
                 entry.turns.extend(turns);
@@ -82,7 +84,7 @@ impl State {
             }
             (_, existing) => {
                 let revision = existing.map_or(0, |e| e.session.revision) + 1;
-                if let Some(old) = self.sessions.remove(&write.id) {
+                if let Some(old) = self.sessions.remove(&at) {
                     self.unindex(&write.id, &old.session.config);
                 }
                 let mut entry = Entry {
@@ -100,7 +102,7 @@ impl State {
                     idempotency: HashMap::new(),
                 };
                 entry.refresh(write.now_ms);
-                self.sessions.insert(write.id.clone(), entry);
+                self.sessions.insert(at, entry);
                 self.index(&write.id, &write.config);
             }
         }
@@ -110,12 +112,16 @@ impl State {
 
 #[async_trait]
 impl ImportStore for MemoryStore {
-    async fn import_heads(&self, ids: &[String]) -> StoreResult<Vec<Option<SessionHead>>> {
+    async fn import_heads(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<Option<SessionHead>>> {
         let mut state = self.lock()?;
         ids.iter()
             .map(|id| {
                 state
-                    .live(id)
+                    .live(&SessionKey::new(tenant, id))
                     .map(|e| {
                         Ok(SessionHead {
                             config: e.session.config.clone(),
@@ -140,7 +146,7 @@ impl ImportStore for MemoryStore {
         for (write, outcome) in writes.iter().zip(&outcomes) {
             // A new or replaced conversation does not inherit the old one's client tokens.
             if *outcome == ImportOutcome::Written && write.mode != ImportMode::Append {
-                access.tokens.remove(&write.id);
+                access.tokens.remove(&write.key());
             }
         }
         Ok(outcomes)

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use super::MemoryStore;
+use crate::domain::scope::SessionKey;
 use crate::store::{
     StoreResult, WriteOutcome,
     keys::{ClientTokenRecord, KeyRecord, KeyStore},
@@ -74,17 +75,14 @@ impl KeyStore for MemoryStore {
 
     async fn add_client_token(
         &self,
-        session_id: &str,
+        at: &SessionKey,
         digest: &str,
         record: &ClientTokenRecord,
         now_ms: i64,
     ) -> StoreResult<bool> {
         // Session mutex first, then the access mutex: the one order used everywhere.
         let mut sessions = self.lock()?;
-        let Some(created_at) = sessions
-            .live(session_id)
-            .map(|e| e.session.config.created_at)
-        else {
+        let Some(created_at) = sessions.live(at).map(|e| e.session.config.created_at) else {
             return Ok(false);
         };
         let mut access = self.access.lock()?;
@@ -92,7 +90,7 @@ impl KeyStore for MemoryStore {
         access
             .tokens
             .retain(|id, _| sessions.sessions.contains_key(id));
-        let tokens = access.tokens.entry(session_id.to_string()).or_default();
+        let tokens = access.tokens.entry(at.clone()).or_default();
         tokens.retain(|_, (grant, created)| grant.expires_at_ms > now_ms && *created == created_at);
         tokens.insert(digest.to_string(), (record.clone(), created_at));
         Ok(true)
@@ -100,21 +98,18 @@ impl KeyStore for MemoryStore {
 
     async fn client_token(
         &self,
-        session_id: &str,
+        at: &SessionKey,
         digest: &str,
         now_ms: i64,
     ) -> StoreResult<Option<ClientTokenRecord>> {
         let mut sessions = self.lock()?;
-        let Some(created_at) = sessions
-            .live(session_id)
-            .map(|e| e.session.config.created_at)
-        else {
+        let Some(created_at) = sessions.live(at).map(|e| e.session.config.created_at) else {
             return Ok(None);
         };
         let access = self.access.lock()?;
         Ok(access
             .tokens
-            .get(session_id)
+            .get(at)
             .and_then(|tokens| tokens.get(digest))
             .filter(|(grant, created)| *created == created_at && grant.expires_at_ms > now_ms)
             .map(|(grant, _)| grant.clone()))

@@ -24,6 +24,7 @@ use super::{
 };
 use crate::domain::{
     message::Turn,
+    scope::SessionKey,
     session::{SessionConfig, StoredSession, UsageTotals},
 };
 
@@ -36,7 +37,7 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct State {
-    sessions: HashMap<String, Entry>,
+    sessions: HashMap<SessionKey, Entry>,
     /// (tenant, user id) → creation time (µs) and session id, in creation order.
     users: HashMap<(String, String), BTreeMap<(i64, String), ()>>,
     writes: u64,
@@ -74,16 +75,16 @@ impl Entry {
 
 impl State {
     /// A live session; an expired one is removed on sight, as Redis would have done.
-    fn live(&mut self, id: &str) -> Option<&mut Entry> {
+    fn live(&mut self, at: &SessionKey) -> Option<&mut Entry> {
         if self
             .sessions
-            .get(id)
+            .get(at)
             .is_some_and(|e| e.expires <= Instant::now())
         {
-            self.sessions.remove(id);
+            self.sessions.remove(at);
             crate::metrics::record_sessions_expired(1);
         }
-        self.sessions.get_mut(id)
+        self.sessions.get_mut(at)
     }
 
     fn sweep(&mut self) {
@@ -92,8 +93,8 @@ impl State {
         self.sessions.retain(|_, e| e.expires > now);
         crate::metrics::record_sessions_expired((before - self.sessions.len()) as u64);
         let sessions = &self.sessions;
-        for index in self.users.values_mut() {
-            index.retain(|(_, id), _| sessions.contains_key(id));
+        for ((tenant, _), index) in &mut self.users {
+            index.retain(|(_, id), _| sessions.contains_key(&SessionKey::new(tenant, id)));
         }
         self.users.retain(|_, index| !index.is_empty());
     }
@@ -140,7 +141,8 @@ impl Store for MemoryStore {
         if state.writes % SWEEP_EVERY_WRITES == 0 {
             state.sweep();
         }
-        if state.live(id).is_some() {
+        let at = SessionKey::new(&config.tenant, id);
+        if state.live(&at).is_some() {
             return Ok(false);
         }
         state.index(id, config);
@@ -160,23 +162,23 @@ impl Store for MemoryStore {
             idempotency: HashMap::new(),
         };
         entry.refresh(now_ms);
-        state.sessions.insert(id.to_string(), entry);
+        state.sessions.insert(at, entry);
         Ok(true)
     }
 
-    async fn get_session(&self, id: &str) -> StoreResult<Option<StoredSession>> {
-        Ok(self.lock()?.live(id).map(|e| e.session.clone()))
+    async fn get_session(&self, at: &SessionKey) -> StoreResult<Option<StoredSession>> {
+        Ok(self.lock()?.live(at).map(|e| e.session.clone()))
     }
 
     async fn update_config(
         &self,
-        id: &str,
+        at: &SessionKey,
         config: &SessionConfig,
         expected_revision: u64,
         now_ms: i64,
     ) -> StoreResult<WriteOutcome> {
         let mut state = self.lock()?;
-        let Some(entry) = state.live(id) else {
+        let Some(entry) = state.live(at) else {
             return Ok(WriteOutcome::Missing);
         };
         if entry.session.revision != expected_revision {
@@ -188,25 +190,25 @@ impl Store for MemoryStore {
         Ok(WriteOutcome::Written)
     }
 
-    async fn touch(&self, id: &str, now_ms: i64) -> StoreResult<bool> {
+    async fn touch(&self, at: &SessionKey, now_ms: i64) -> StoreResult<bool> {
         let mut state = self.lock()?;
-        Ok(state.live(id).map(|e| e.refresh(now_ms)).is_some())
+        Ok(state.live(at).map(|e| e.refresh(now_ms)).is_some())
     }
 
-    async fn delete_session(&self, id: &str) -> StoreResult<bool> {
+    async fn delete_session(&self, at: &SessionKey) -> StoreResult<bool> {
         let mut state = self.lock()?;
-        let Some(entry) = state.live(id) else {
+        let Some(entry) = state.live(at) else {
             return Ok(false);
         };
         let config = entry.session.config.clone();
-        state.sessions.remove(id);
-        state.unindex(id, &config);
+        state.sessions.remove(at);
+        state.unindex(at.id(), &config);
         Ok(true)
     }
 
-    async fn turns(&self, id: &str, start: u64, limit: usize) -> StoreResult<Vec<Turn>> {
+    async fn turns(&self, at: &SessionKey, start: u64, limit: usize) -> StoreResult<Vec<Turn>> {
         let mut state = self.lock()?;
-        let Some(entry) = state.live(id) else {
+        let Some(entry) = state.live(at) else {
             return Ok(Vec::new());
         };
         let start = usize::try_from(start).unwrap_or(usize::MAX);
@@ -219,18 +221,22 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn recent_turns(&self, id: &str, count: usize) -> StoreResult<Vec<Turn>> {
+    async fn recent_turns(&self, at: &SessionKey, count: usize) -> StoreResult<Vec<Turn>> {
         let mut state = self.lock()?;
-        let Some(entry) = state.live(id) else {
+        let Some(entry) = state.live(at) else {
             return Ok(Vec::new());
         };
         let from = entry.turns.len().saturating_sub(count);
         Ok(entry.turns[from..].to_vec())
     }
 
-    async fn replace_turns(&self, id: &str, changes: &[(u64, Turn, Turn)]) -> StoreResult<bool> {
+    async fn replace_turns(
+        &self,
+        at: &SessionKey,
+        changes: &[(u64, Turn, Turn)],
+    ) -> StoreResult<bool> {
         let mut state = self.lock()?;
-        let Some(entry) = state.live(id) else {
+        let Some(entry) = state.live(at) else {
             return Ok(false);
         };
         let still = |(index, old, _): &(u64, Turn, Turn)| {
@@ -248,7 +254,7 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    async fn admit(&self, id: &str, request: &AdmitRequest<'_>) -> StoreResult<Admission> {
+    async fn admit(&self, at: &SessionKey, request: &AdmitRequest<'_>) -> StoreResult<Admission> {
         let AdmitRequest {
             lease_token,
             lease_ms,
@@ -258,13 +264,16 @@ impl Store for MemoryStore {
         } = *request;
         let mut state = self.lock()?;
         let Some(entry) = state
-            .live(id)
+            .live(at)
             .filter(|entry| entry.session.config.tenant == request.tenant)
         else {
             return Ok(Admission::Missing);
         };
         let holder = entry.lease_holder().map(str::to_string);
+        // Run again with the same token, an admission answers as it did (see admit.lua).
+        let ours = holder.as_deref() == Some(lease_token);
         if let Some(claim) = claim
+            && !ours
             && let Some(record) = entry.idempotency.get(&claim.key)
         {
             let same = record.fingerprint == claim.fingerprint;
@@ -282,7 +291,7 @@ impl Store for MemoryStore {
                 _ => {}
             }
         }
-        if holder.is_some() {
+        if holder.is_some() && !ours {
             let remaining = entry.lease.as_ref().map_or(Duration::ZERO, |(_, until)| {
                 until.saturating_duration_since(Instant::now())
             });
@@ -315,14 +324,29 @@ impl Store for MemoryStore {
         })))
     }
 
+    async fn renew(&self, at: &SessionKey, lease_token: &str, lease_ms: u64) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let Some(entry) = state.live(at) else {
+            return Ok(false);
+        };
+        if entry.lease_holder() != Some(lease_token) {
+            return Ok(false);
+        }
+        entry.lease = Some((
+            lease_token.to_string(),
+            Instant::now() + Duration::from_millis(lease_ms),
+        ));
+        Ok(true)
+    }
+
     async fn release(
         &self,
-        id: &str,
+        at: &SessionKey,
         lease_token: &str,
         idempotency_key: Option<&str>,
     ) -> StoreResult<()> {
         let mut state = self.lock()?;
-        let Some(entry) = state.live(id) else {
+        let Some(entry) = state.live(at) else {
             return Ok(());
         };
         if entry
@@ -343,9 +367,9 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn commit(&self, id: &str, commit: &Commit) -> StoreResult<CommitOutcome> {
+    async fn commit(&self, at: &SessionKey, commit: &Commit) -> StoreResult<CommitOutcome> {
         let mut state = self.lock()?;
-        let Some(entry) = state.live(id) else {
+        let Some(entry) = state.live(at) else {
             return Ok(CommitOutcome::Missing);
         };
         if entry.lease_holder() != Some(commit.lease_token.as_str())

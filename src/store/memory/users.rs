@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::State;
-use crate::domain::session::SessionConfig;
+use crate::domain::{scope::SessionKey, session::SessionConfig};
 
 impl State {
     /// Takes a session out of its user's index.
@@ -42,7 +42,7 @@ impl State {
         let kept: BTreeMap<(i64, String), ()> = entries
             .into_iter()
             .filter(|((_, id), ())| {
-                self.live(id)
+                self.live(&SessionKey::new(tenant, id))
                     .is_some_and(|e| e.session.config.belongs_to(tenant, user_id))
             })
             .collect();
@@ -58,7 +58,7 @@ impl State {
     pub(super) fn logout(&mut self, tenant: &str, user_id: &str) -> u64 {
         let ids = self.user_index(tenant, user_id);
         for id in &ids {
-            self.sessions.remove(id);
+            self.sessions.remove(&SessionKey::new(tenant, id));
         }
         self.users
             .remove(&(tenant.to_string(), user_id.to_string()));

@@ -18,7 +18,7 @@ use super::{
     users::{IndexEntry, incarnation},
 };
 use crate::{
-    domain::{session::SessionConfig, transfer::ImportMode},
+    domain::{scope::SessionKey, session::SessionConfig, transfer::ImportMode},
     store::{
         StoreError, StoreResult,
         import::{ImportKey, ImportOutcome, ImportStore, ImportWrite, SessionHead},
@@ -151,14 +151,21 @@ fn outcome(reply: &Value) -> (ImportOutcome, Option<Written>) {
 
 #[async_trait]
 impl ImportStore for RedisStore {
-    async fn import_heads(&self, ids: &[String]) -> StoreResult<Vec<Option<SessionHead>>> {
+    async fn import_heads(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<Option<SessionHead>>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.cmd("HGET").arg(self.key(id, "meta")).arg("cfg");
-            pipe.cmd("LLEN").arg(self.key(id, "turns"));
+            let at = SessionKey::new(tenant, id);
+            pipe.cmd("HGET")
+                .arg(self.session_key(&at, "meta"))
+                .arg("cfg");
+            pipe.cmd("LLEN").arg(self.session_key(&at, "turns"));
         }
         let replies: Vec<(Option<String>, u64)> = {
             let flat: Vec<Value> = self.pipeline(&pipe).await?;
@@ -205,7 +212,7 @@ impl ImportStore for RedisStore {
             };
             // Appending keeps the session's incarnation; the script ignores this one then.
             let args = write_args(write, &uidx, &incarnation());
-            Self::evalsha(&mut pipe, &WRITE, &self.session_keys(&write.id))
+            Self::evalsha(&mut pipe, &WRITE, &self.session_keys(&write.key()))
                 .arg(args)
                 .arg(&write.turns);
         }
@@ -221,7 +228,7 @@ impl ImportStore for RedisStore {
             }
             // As in create_session: a session its user's logout would miss is taken back.
             if writes[i].mode == ImportMode::Create {
-                let _ = crate::store::Store::delete_session(self, &writes[i].id).await;
+                let _ = crate::store::Store::delete_session(self, &writes[i].key()).await;
             }
             outcomes[i] = ImportOutcome::Unavailable;
         }

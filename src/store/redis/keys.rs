@@ -5,15 +5,16 @@
 //! | `sr:{keytable:}:records` | hash | key id → the key's JSON record (digests only) |
 //! | `sr:{keytable:}:prefixes` | hash | public prefix of a secret → key id |
 //! | `sr:{keytable:}:version` | string | bumped by every change; caches compare it |
-//! | `sr:{<session id>}:ctok` | hash | client token digest → JSON grant, dies with the session |
+//! | `sr:{<scope>:<session id>}:ctok` | hash | client token digest → JSON grant, dies with the session |
 //!
-//! The key table's hash tag ends in `:`, which no session id contains, so it can never
+//! The key table's hash tag `keytable:` is not 32 hex digits and a colon, so it can never
 //! share a tag with a session.
 
 use async_trait::async_trait;
 use redis::Value;
 
 use super::{RedisStore, to_json};
+use crate::domain::scope::SessionKey;
 use crate::store::{
     StoreError, StoreResult, WriteOutcome,
     keys::{ClientTokenRecord, KeyRecord, KeyStore},
@@ -21,7 +22,7 @@ use crate::store::{
 
 lua!(SAVE, "lua/key_save.lua");
 lua!(DELETE, "lua/key_delete.lua");
-lua!(LOOKUP, "lua/key_lookup.lua");
+lua!(LOOKUP, "lua/key_lookup.lua", repeatable);
 lua!(ADD_TOKEN, "lua/client_token.lua");
 
 const TABLE: &str = "keytable:";
@@ -96,12 +97,12 @@ impl KeyStore for RedisStore {
 
     async fn add_client_token(
         &self,
-        session_id: &str,
+        at: &SessionKey,
         digest: &str,
         record: &ClientTokenRecord,
         now_ms: i64,
     ) -> StoreResult<bool> {
-        let (meta, ctok) = (self.key(session_id, "meta"), self.key(session_id, "ctok"));
+        let (meta, ctok) = (self.session_key(at, "meta"), self.session_key(at, "ctok"));
         let answer: i64 = self
             .script(
                 &ADD_TOKEN,
@@ -114,11 +115,11 @@ impl KeyStore for RedisStore {
 
     async fn client_token(
         &self,
-        session_id: &str,
+        at: &SessionKey,
         digest: &str,
         now_ms: i64,
     ) -> StoreResult<Option<ClientTokenRecord>> {
-        let ctok = self.key(session_id, "ctok");
+        let ctok = self.session_key(at, "ctok");
         let raw: Value = self.query(redis::cmd("HGET").arg(ctok).arg(digest)).await?;
         let Value::BulkString(json) = raw else {
             return Ok(None);

@@ -1,17 +1,23 @@
 //! The Redis store.
 //!
-//! Key layout (prefix `sr` by default; `{id}` is a Redis Cluster hash tag, so every key of
-//! one session lives in one slot and a Lua script may touch them all atomically):
+//! Key layout (prefix `sr` by default). Session ids are per tenant: a session's keys carry
+//! `{<scope>:<id>}`, its tenant's [`tenant_scope`](crate::domain::scope::tenant_scope) (32
+//! hex digits) and its id. That is the Redis Cluster hash tag, so every key of one session
+//! lives in one slot and a Lua script may touch them all atomically; two tenants' sessions
+//! of the same id are two unrelated sets of keys.
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `sr:{id}:meta` | hash | `cfg` (JSON), `rev`, `ttl` (ms), `last` (ms), `n`, `pt`, `ct`, `cost`, `uidx`, `gen` (incarnation), `uidx_until` (ms) |
-//! | `sr:{id}:turns` | list | one JSON turn per element, oldest first |
-//! | `sr:{id}:lease` | string | the token of the send in flight (own short TTL) |
-//! | `sr:{id}:idem` | hash | idempotency key → record |
-//! | `sr:{id}:ctok` | hash | client token digest → grant (see `keys.rs`) |
+//! | `sr:{scope:id}:meta` | hash | `cfg` (JSON), `rev`, `ttl` (ms), `last` (ms), `n`, `pt`, `ct`, `cost`, `uidx`, `gen` (incarnation), `uidx_until` (ms) |
+//! | `sr:{scope:id}:turns` | list | one JSON turn per element, oldest first |
+//! | `sr:{scope:id}:lease` | string | the token of the send in flight (own short TTL) |
+//! | `sr:{scope:id}:idem` | hash | idempotency key → record |
+//! | `sr:{scope:id}:ctok` | hash | client token digest → grant (see `keys.rs`) |
 //! | `sr:user:<digest>` | sorted set | a user's sessions (`<id>:<gen>`, see `users.rs`) scored by creation time |
 //! | `sr:schema_version` | string | the applied key-layout migration |
+//!
+//! Up to layout 3 a session's tag was `{id}` alone; migration 4 (`migrations/0004_tenant_ids.lua`)
+//! moves such sessions to their tenant's tag.
 //!
 //! Until [`RedisStore::prepare`] has succeeded every call is refused (`readiness.rs`);
 //! admission and commit are fenced against running late (`fence.rs`).
@@ -25,7 +31,10 @@ use tracing::Instrument;
 use super::{Refusal, StoreError, StoreResult, user_digest};
 use crate::{
     config::StoreSettings,
-    domain::session::{SessionConfig, StoredSession, UsageTotals},
+    domain::{
+        scope::SessionKey,
+        session::{SessionConfig, StoredSession, UsageTotals},
+    },
     per_thread::PerThread,
 };
 
@@ -34,22 +43,32 @@ use crate::{
 pub(crate) struct Lua {
     pub source: &'static str,
     pub hash: String,
+    /// Running it twice has the effect of running it once, so that a call whose connection
+    /// broke may be sent again (see [`RedisStore::exec`]).
+    pub repeatable: bool,
 }
 
 impl Lua {
-    pub(crate) fn new(source: &'static str) -> Lua {
+    pub(crate) fn new(source: &'static str, repeatable: bool) -> Lua {
         Lua {
             source,
             hash: redis::Script::new(source).get_hash().to_string(),
+            repeatable,
         }
     }
 }
 
-/// `lua!(pub(crate) NAME, "lua/file.lua")` declares a lazily hashed script embedded at compile time.
+/// `lua!(pub(crate) NAME, "lua/file.lua")` declares a lazily hashed script embedded at
+/// compile time; `lua!(pub(crate) NAME, "lua/file.lua", repeatable)` one that may run
+/// twice for once (see [`Lua::repeatable`]).
 macro_rules! lua {
     ($vis:vis $name:ident, $file:literal) => {
         $vis static $name: std::sync::LazyLock<$crate::store::redis::Lua> =
-            std::sync::LazyLock::new(|| $crate::store::redis::Lua::new(include_str!($file)));
+            std::sync::LazyLock::new(|| $crate::store::redis::Lua::new(include_str!($file), false));
+    };
+    ($vis:vis $name:ident, $file:literal, repeatable) => {
+        $vis static $name: std::sync::LazyLock<$crate::store::redis::Lua> =
+            std::sync::LazyLock::new(|| $crate::store::redis::Lua::new(include_str!($file), true));
     };
 }
 #[allow(unused_imports)] // used by the feature stores beside this module
@@ -57,22 +76,26 @@ pub(crate) use lua;
 
 mod scripts {
     lua!(pub(super) CREATE, "lua/create.lua");
-    lua!(pub(super) TOUCH, "lua/touch.lua");
+    lua!(pub(super) TOUCH, "lua/touch.lua", repeatable);
     lua!(pub(super) UPDATE, "lua/update.lua");
     lua!(pub(super) DELETE, "lua/delete.lua");
-    lua!(pub(super) ADMIT, "lua/admit.lua");
-    lua!(pub(super) RELEASE, "lua/release.lua");
+    // A repeated admission finds the lease and mark it took under the same token, and
+    // answers as it did (see admit.lua).
+    lua!(pub(super) ADMIT, "lua/admit.lua", repeatable);
+    lua!(pub(super) RELEASE, "lua/release.lua", repeatable);
+    lua!(pub(super) RENEW, "lua/renew.lua", repeatable);
     lua!(pub(super) COMMIT, "lua/commit.lua");
-    lua!(pub(super) USER_INDEX, "lua/user_index.lua");
-    lua!(pub(super) INDEX_COVERS, "lua/index_covers.lua");
+    lua!(pub(super) USER_INDEX, "lua/user_index.lua", repeatable);
+    lua!(pub(super) INDEX_COVERS, "lua/index_covers.lua", repeatable);
     lua!(pub(super) REPLACE_TURNS, "lua/replace_turns.lua");
-    pub(super) static ALL: [&std::sync::LazyLock<super::Lua>; 10] = [
+    pub(super) static ALL: [&std::sync::LazyLock<super::Lua>; 11] = [
         &CREATE,
         &TOUCH,
         &UPDATE,
         &DELETE,
         &ADMIT,
         &RELEASE,
+        &RENEW,
         &COMMIT,
         &USER_INDEX,
         &INDEX_COVERS,
@@ -87,13 +110,17 @@ mod keys;
 mod metering;
 mod pool;
 mod readiness;
+mod repeat;
 mod sessions;
 mod users;
 
 pub use expiry::count_expired_sessions;
 use fence::RedisClock;
-use pool::{Connection, Pool};
+use pool::{Breaks, Connection, Pool};
 use readiness::Readiness;
+
+/// The keys of one session, in the order the scripts take them.
+pub(crate) const SESSION_PARTS: [&str; 5] = ["meta", "turns", "lease", "idem", "ctok"];
 
 /// Cheap to clone: the pools, the readiness and the clock are shared.
 #[derive(Clone)]
@@ -104,6 +131,7 @@ pub struct RedisStore {
     pool_timeout: Duration,
     readiness: Arc<Readiness>,
     clock: Arc<RedisClock>,
+    breaks: Arc<Breaks>,
 }
 
 /// A pooled connection that is thrown away, not returned to the pool, unless the call
@@ -125,9 +153,12 @@ impl Drop for Checkout {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Request<'a> {
     Cmd(&'a Cmd),
     Pipe(&'a Pipeline),
+    /// EVALSHA of a script that may run twice for once ([`Lua::repeatable`]).
+    Repeatable(&'a Cmd),
 }
 
 impl RedisStore {
@@ -144,7 +175,8 @@ impl RedisStore {
             // (see `pool`), and spare ones stay idle instead of taking turns.
             queue_mode: QueueMode::Lifo,
         };
-        let pools = pool::per_thread(url, config).map_err(unavailable)?;
+        let breaks = Arc::new(Breaks::default());
+        let pools = pool::per_thread(url, config, breaks.clone()).map_err(unavailable)?;
         Ok(RedisStore {
             pools: Arc::new(pools),
             prefix: settings.key_prefix.clone(),
@@ -152,6 +184,7 @@ impl RedisStore {
             pool_timeout: timeout,
             readiness: Arc::default(),
             clock: Arc::default(),
+            breaks,
         })
     }
 
@@ -159,13 +192,18 @@ impl RedisStore {
         &self.prefix
     }
 
-    /// A key of session `id`: `<prefix>:{<id>}:<part>`.
-    pub(crate) fn key(&self, id: &str, part: &str) -> String {
-        format!("{}:{{{id}}}:{part}", self.prefix)
+    /// A key under hash tag `tag`: `<prefix>:{<tag>}:<part>`.
+    pub(crate) fn key(&self, tag: &str, part: &str) -> String {
+        format!("{}:{{{tag}}}:{part}", self.prefix)
     }
 
-    fn session_keys(&self, id: &str) -> [String; 5] {
-        ["meta", "turns", "lease", "idem", "ctok"].map(|part| self.key(id, part))
+    /// A key of a session: `<prefix>:{<scope>:<id>}:<part>`.
+    pub(crate) fn session_key(&self, at: &SessionKey, part: &str) -> String {
+        format!("{}:{{{}:{}}}:{part}", self.prefix, at.scope(), at.id())
+    }
+
+    fn session_keys(&self, at: &SessionKey) -> [String; 5] {
+        SESSION_PARTS.map(|part| self.session_key(at, part))
     }
 
     fn user_key(&self, tenant: &str, user_id: &str) -> String {
@@ -190,7 +228,34 @@ impl RedisStore {
     /// Runs one request within `timeout`; a connection that missed it is discarded.
     /// The outer error is the store's; the inner one is Redis' own answer. Not gated by
     /// readiness: the preparation itself runs through here.
+    ///
+    /// A connection found closed or reset (Redis restarted since it was opened) is
+    /// recorded, so that the pools check the others before handing them out (see `pool`),
+    /// and a request that may run twice for once is sent again, once, on a checked or new
+    /// connection, within what is left of `timeout`. Whether the first was sent cannot be
+    /// told from the error, so any other request fails as it did.
     async fn exec<T: FromRedisValue>(
+        &self,
+        request: Request<'_>,
+        timeout: Duration,
+    ) -> StoreResult<redis::RedisResult<T>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        match self.attempt(request, timeout).await? {
+            Err(err) if err.is_connection_dropped() => {
+                self.breaks.record();
+                if !request.repeatable() {
+                    return Ok(Err(err));
+                }
+                tracing::debug!(%err, "a redis connection broke; sending again on another");
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                self.attempt(request, left).await
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// One try of [`RedisStore::exec`], on one connection.
+    async fn attempt<T: FromRedisValue>(
         &self,
         request: Request<'_>,
         timeout: Duration,
@@ -212,7 +277,7 @@ impl RedisStore {
         let conn: &mut redis::aio::MultiplexedConnection = conn;
         let call = async {
             match request {
-                Request::Cmd(cmd) => cmd.query_async::<T>(conn).await,
+                Request::Cmd(cmd) | Request::Repeatable(cmd) => cmd.query_async::<T>(conn).await,
                 Request::Pipe(pipe) => pipe.query_async::<T>(conn).await,
             }
         };
@@ -270,14 +335,16 @@ impl RedisStore {
         self.readiness.gate()?;
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(&lua.hash).arg(keys.len()).arg(keys).arg(args);
-        match self.exec(Request::Cmd(&cmd), timeout).await? {
+        let request = match lua.repeatable {
+            true => Request::Repeatable(&cmd),
+            false => Request::Cmd(&cmd),
+        };
+        match self.exec(request, timeout).await? {
             Err(err) if is_noscript(&err) => {
                 let _: String = self
                     .query(redis::cmd("SCRIPT").arg("LOAD").arg(lua.source))
                     .await?;
-                self.exec(Request::Cmd(&cmd), timeout)
-                    .await?
-                    .map_err(classify)
+                self.exec(request, timeout).await?.map_err(classify)
             }
             other => other.map_err(classify),
         }

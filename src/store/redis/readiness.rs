@@ -77,7 +77,10 @@ impl RedisStore {
     }
 
     /// A command of the preparation (scripts, migrations): it runs before the store is ready.
-    async fn prepare_query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
+    pub(crate) async fn prepare_query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> StoreResult<T> {
         self.exec(Request::Cmd(cmd), self.command_timeout)
             .await?
             .map_err(classify)

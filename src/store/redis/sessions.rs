@@ -11,6 +11,7 @@ use super::{
 use crate::{
     domain::{
         message::Turn,
+        scope::SessionKey,
         session::{SessionConfig, StoredSession},
     },
     store::{
@@ -51,7 +52,7 @@ impl Store for RedisStore {
     /// One `SCAN` pass over the session keys, each call bounded like any command: about one
     /// round trip per thousand keys of the database.
     async fn count_sessions(&self) -> StoreResult<u64> {
-        let pattern = self.key("*", "meta");
+        let pattern = self.key("*:*", "meta");
         let (mut cursor, mut count) = (0u64, 0u64);
         loop {
             let mut scan = redis::cmd("SCAN");
@@ -88,7 +89,8 @@ impl Store for RedisStore {
             uidx.clone(),
             fresh.clone(),
         ];
-        let meta = self.key(id, "meta");
+        let at = SessionKey::new(&config.tenant, id);
+        let meta = self.session_key(&at, "meta");
         let created: i64 = self
             .script(
                 &scripts::CREATE,
@@ -111,27 +113,27 @@ impl Store for RedisStore {
             .refresh_user_index(&entry, config.created_at.timestamp_micros(), ttl_ms)
             .await;
         if let Err(err) = indexed {
-            let _ = self.delete_session(id).await;
+            let _ = self.delete_session(&at).await;
             return Err(err);
         }
         Ok(true)
     }
 
-    async fn get_session(&self, id: &str) -> StoreResult<Option<StoredSession>> {
+    async fn get_session(&self, at: &SessionKey) -> StoreResult<Option<StoredSession>> {
         let fields: Vec<(String, Vec<u8>)> = self
-            .query(redis::cmd("HGETALL").arg(self.key(id, "meta")))
+            .query(redis::cmd("HGETALL").arg(self.session_key(at, "meta")))
             .await?;
-        self.parse_session(id, fields)
+        self.parse_session(at.id(), fields)
     }
 
     async fn update_config(
         &self,
-        id: &str,
+        at: &SessionKey,
         config: &SessionConfig,
         expected_revision: u64,
         now_ms: i64,
     ) -> StoreResult<WriteOutcome> {
-        let [meta, turns, _, idem, ctok] = self.session_keys(id);
+        let [meta, turns, _, idem, ctok] = self.session_keys(at);
         let ttl_ms = config.ttl_seconds.saturating_mul(1000);
         let args = [
             to_json(config)?,
@@ -149,7 +151,7 @@ impl Store for RedisStore {
         match (refreshed(&answer), status(&answer)) {
             (Some(done), _) => {
                 let created_us = config.created_at.timestamp_micros();
-                self.refresh_user_index(&done.entry(id), created_us, done.ttl_ms)
+                self.refresh_user_index(&done.entry(at.id()), created_us, done.ttl_ms)
                     .await?;
                 Ok(WriteOutcome::Written)
             }
@@ -158,8 +160,8 @@ impl Store for RedisStore {
         }
     }
 
-    async fn touch(&self, id: &str, now_ms: i64) -> StoreResult<bool> {
-        let [meta, turns, _, idem, ctok] = self.session_keys(id);
+    async fn touch(&self, at: &SessionKey, now_ms: i64) -> StoreResult<bool> {
+        let [meta, turns, _, idem, ctok] = self.session_keys(at);
         let answer: Value = self
             .script(
                 &scripts::TOUCH,
@@ -171,13 +173,13 @@ impl Store for RedisStore {
             return Ok(false);
         };
         // The index only needs a TTL at least as long as the session's: creation time is kept.
-        self.refresh_user_index(&done.entry(id), now_ms * 1000, done.ttl_ms)
+        self.refresh_user_index(&done.entry(at.id()), now_ms * 1000, done.ttl_ms)
             .await?;
         Ok(true)
     }
 
-    async fn delete_session(&self, id: &str) -> StoreResult<bool> {
-        let keys = self.session_keys(id);
+    async fn delete_session(&self, at: &SessionKey) -> StoreResult<bool> {
+        let keys = self.session_keys(at);
         let answer: Value = self
             .script(&scripts::DELETE, &keys.each_ref().map(String::as_str), &[])
             .await?;
@@ -188,7 +190,7 @@ impl Store for RedisStore {
         if !index.is_empty() {
             let entry = IndexEntry {
                 index: &index,
-                id,
+                id: at.id(),
                 incarnation: &held,
             };
             let () = self
@@ -198,7 +200,7 @@ impl Store for RedisStore {
         Ok(true)
     }
 
-    async fn turns(&self, id: &str, start: u64, limit: usize) -> StoreResult<Vec<Turn>> {
+    async fn turns(&self, at: &SessionKey, start: u64, limit: usize) -> StoreResult<Vec<Turn>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -206,7 +208,7 @@ impl Store for RedisStore {
         let raw = self
             .query(
                 redis::cmd("LRANGE")
-                    .arg(self.key(id, "turns"))
+                    .arg(self.session_key(at, "turns"))
                     .arg(start)
                     .arg(stop),
             )
@@ -214,7 +216,7 @@ impl Store for RedisStore {
         parse_turns(raw)
     }
 
-    async fn recent_turns(&self, id: &str, count: usize) -> StoreResult<Vec<Turn>> {
+    async fn recent_turns(&self, at: &SessionKey, count: usize) -> StoreResult<Vec<Turn>> {
         if count == 0 {
             return Ok(Vec::new());
         }
@@ -222,7 +224,7 @@ impl Store for RedisStore {
         let raw = self
             .query(
                 redis::cmd("LRANGE")
-                    .arg(self.key(id, "turns"))
+                    .arg(self.session_key(at, "turns"))
                     .arg(start)
                     .arg(-1),
             )
@@ -230,21 +232,25 @@ impl Store for RedisStore {
         parse_turns(raw)
     }
 
-    async fn replace_turns(&self, id: &str, changes: &[(u64, Turn, Turn)]) -> StoreResult<bool> {
+    async fn replace_turns(
+        &self,
+        at: &SessionKey,
+        changes: &[(u64, Turn, Turn)],
+    ) -> StoreResult<bool> {
         let mut args = Vec::with_capacity(changes.len() * 3);
         for (index, old, new) in changes {
             args.extend([index.to_string(), to_json(old)?, to_json(new)?]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let list = self.key(id, "turns");
+        let list = self.session_key(at, "turns");
         let replaced: i64 = self
             .script(&scripts::REPLACE_TURNS, &[&list], &args)
             .await?;
         Ok(replaced == 1)
     }
 
-    async fn admit(&self, id: &str, request: &AdmitRequest<'_>) -> StoreResult<Admission> {
-        let [meta, turns, lease, idem, ctok] = self.session_keys(id);
+    async fn admit(&self, at: &SessionKey, request: &AdmitRequest<'_>) -> StoreResult<Admission> {
+        let [meta, turns, lease, idem, ctok] = self.session_keys(at);
         let (key, fingerprint, ttl) = match request.claim {
             Some(c) => (c.key.as_str(), c.fingerprint.as_str(), c.ttl_ms),
             None => ("", "", 0),
@@ -281,7 +287,7 @@ impl Store for RedisStore {
                     return Err(StoreError::Corrupt("admit: short answer".into()));
                 };
                 let session = self
-                    .parse_session(id, from_value(fields)?)?
+                    .parse_session(at.id(), from_value(fields)?)?
                     .ok_or_else(|| StoreError::Corrupt("admit: no session fields".into()))?;
                 let tail = parse_turns(from_value(tail)?)?;
                 Admission::Admitted(Box::new(Admitted { session, tail }))
@@ -305,21 +311,33 @@ impl Store for RedisStore {
         })
     }
 
+    async fn renew(&self, at: &SessionKey, lease_token: &str, lease_ms: u64) -> StoreResult<bool> {
+        let lease = self.session_key(at, "lease");
+        let renewed: i64 = self
+            .script(
+                &scripts::RENEW,
+                &[&lease],
+                &[lease_token, &lease_ms.to_string()],
+            )
+            .await?;
+        Ok(renewed == 1)
+    }
+
     async fn release(
         &self,
-        id: &str,
+        at: &SessionKey,
         lease_token: &str,
         idempotency_key: Option<&str>,
     ) -> StoreResult<()> {
-        let [_, _, lease, idem, _] = self.session_keys(id);
+        let [_, _, lease, idem, _] = self.session_keys(at);
         let key = idempotency_key.unwrap_or("");
         self.script::<i64>(&scripts::RELEASE, &[&lease, &idem], &[lease_token, key])
             .await
             .map(drop)
     }
 
-    async fn commit(&self, id: &str, commit: &Commit) -> StoreResult<CommitOutcome> {
-        let keys = self.session_keys(id);
+    async fn commit(&self, at: &SessionKey, commit: &Commit) -> StoreResult<CommitOutcome> {
+        let keys = self.session_keys(at);
         let (idem_key, idem_record) = match &commit.idempotency {
             Some((claim, response)) => (
                 claim.key.clone(),
@@ -351,7 +369,7 @@ impl Store for RedisStore {
             .await?;
         match (refreshed(&answer), status(&answer)) {
             (Some(done), _) => {
-                self.extend_user_index_soon(id, done.index, done.ttl_ms, commit.now_ms);
+                self.extend_user_index_soon(at, done.index, done.ttl_ms, commit.now_ms);
                 Ok(CommitOutcome::Committed)
             }
             (None, Some(0)) => Ok(CommitOutcome::Missing),

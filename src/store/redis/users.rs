@@ -27,7 +27,7 @@ use redis::Value;
 
 use super::{RedisStore, classify, scripts, text};
 use crate::{
-    domain::session::new_id,
+    domain::{scope::SessionKey, session::new_id},
     store::{StoreError, StoreResult},
 };
 
@@ -109,7 +109,7 @@ impl RedisStore {
         for member in &members {
             let (id, _) = parse(member);
             pipe.cmd("HMGET")
-                .arg(self.key(id, "meta"))
+                .arg(self.session_key(&SessionKey::new(tenant, id), "meta"))
                 .arg("uidx")
                 .arg("gen");
         }
@@ -146,7 +146,8 @@ impl RedisStore {
         let mut pipe = Self::script_pipeline(&scripts::DELETE);
         for member in &members {
             let (id, incarnation) = parse(member);
-            Self::evalsha(&mut pipe, &scripts::DELETE, &self.session_keys(id))
+            let at = SessionKey::new(tenant, id);
+            Self::evalsha(&mut pipe, &scripts::DELETE, &self.session_keys(&at))
                 .arg(&index)
                 .arg(incarnation);
         }
@@ -199,11 +200,17 @@ impl RedisStore {
     /// (`uidx_until`): the sends of the next quarter TTL skip this call (a third Redis
     /// call per send otherwise). The mark is written only once the index was lengthened,
     /// so if either call fails the next send tries again; it is logged.
-    pub(super) fn extend_user_index_soon(&self, id: &str, uidx: String, ttl_ms: u64, now_ms: i64) {
+    pub(super) fn extend_user_index_soon(
+        &self,
+        at: &SessionKey,
+        uidx: String,
+        ttl_ms: u64,
+        now_ms: i64,
+    ) {
         if uidx.is_empty() {
             return;
         }
-        let (store, meta) = (self.clone(), self.key(id, "meta"));
+        let (store, meta) = (self.clone(), self.session_key(at, "meta"));
         let lifetime = ttl_ms.saturating_add(ttl_ms / 4);
         let covered_until = now_ms.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
         tokio::spawn(async move {

@@ -8,6 +8,8 @@
 -- Returns {'admitted', meta_fields, turns} | {'missing'} | {'busy', pttl}
 --       | {'replay', response} | {'in_use'} | {'reused'} | {'late'},
 -- each with Redis' clock (ms) appended, which the service keeps its fences by.
+-- Running it twice with the same token answers as running it once (the service sends it
+-- again when its connection broke, not knowing whether the first run happened).
 local t = redis.call('TIME')
 local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function answer(reply)
@@ -27,7 +29,9 @@ local cfg = cjson.decode(cfg_json)
 -- Another tenant's session answers exactly like an unknown one.
 if cfg.tenant ~= ARGV[8] then return answer({'missing'}) end
 local now = tonumber(ARGV[4])
-if ARGV[5] ~= '' then
+-- A first run of this very admission took the lease (and the key) already.
+local ours = redis.call('GET', KEYS[2]) == ARGV[2]
+if ARGV[5] ~= '' and not ours then
   local raw = redis.call('HGET', KEYS[3], ARGV[5])
   if raw then
     local rec = cjson.decode(raw)
@@ -43,7 +47,7 @@ if ARGV[5] ~= '' then
     end
   end
 end
-if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+if not ours and not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
   return answer({'busy', redis.call('PTTL', KEYS[2])})
 end
 if ARGV[5] ~= '' then
