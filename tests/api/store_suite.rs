@@ -73,6 +73,7 @@ fn config(tenant: &str, user_id: Option<&str>) -> SessionConfig {
         max_cost_usd: None,
         tools: Vec::new(),
         response_format: None,
+        compaction: Default::default(),
         created_at: Utc::now(),
     }
 }

@@ -157,6 +157,11 @@ async fn fold(state: &AppState, session: &StoredSession, token: &str) -> Result<
         let last = chunk.last().map(|t| t.id.clone()).unwrap_or_default();
         let turn_text = summary_turn_text(&answer);
         summary_tokens = counter.count_message(own.tokenizer, Role::System, &turn_text);
+        // A summary longer than asked for could crowd the turns it makes room for out
+        // of every prompt: rejected like an empty one, and tried again later.
+        if summary_tokens > policy.max_summary_tokens.saturating_mul(2) {
+            return Err(JobError::Rejected);
+        }
         let summary = Summary {
             text: answer,
             upto: floor + range.end as u64,
