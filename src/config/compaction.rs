@@ -8,8 +8,8 @@ use crate::domain::compaction::{CompactionMode, CompactionPolicy};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompactionSettings {
-    /// `None`: `auto` with a Redis store, `off` with the memory store, whose zero-config
-    /// setup only has the built-in echo model, which cannot summarize (see README).
+    /// `None`: `off` (see README: a summary is a model call nobody configured, and the
+    /// zero-config echo model cannot summarize).
     pub mode: Option<CompactionMode>,
     pub trigger_ratio: f64,
     pub keep_ratio: f64,
@@ -44,11 +44,8 @@ impl Default for CompactionSettings {
 impl CompactionSettings {
     /// The policy of a new session on a store of `store_kind`.
     pub fn policy(&self, store_kind: &str) -> CompactionPolicy {
-        let fallback = if store_kind == "redis" {
-            CompactionMode::Auto
-        } else {
-            CompactionMode::Off
-        };
+        let _ = store_kind;
+        let fallback = CompactionMode::Off;
         CompactionPolicy {
             mode: self.mode.unwrap_or(fallback),
             trigger_ratio: self.trigger_ratio,
