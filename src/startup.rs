@@ -70,6 +70,7 @@ impl Application {
             Some(addr) => Some(bind(addr)?),
             None => None,
         };
+        let retry_base = Duration::from_secs(settings.compaction.retry_base_seconds);
         let state = web::Data::new(AppState {
             settings,
             store,
@@ -79,8 +80,10 @@ impl Application {
             draining: Arc::default(),
             leases: Arc::default(),
             usage_backlog: Arc::default(),
+            compaction: crate::conversation::compaction::Jobs::new(retry_base),
         });
         (state.usage_backlog.clone()).retry_in_background(state.store.clone());
+        crate::conversation::compaction::serve(&state.clone().into_inner());
         let server = run(listener, state.clone())?;
         let store = state.store.clone();
         let metrics = metrics

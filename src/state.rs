@@ -24,4 +24,6 @@ pub struct AppState {
     pub leases: Arc<ActiveLeases>,
     /// Usage and cost writes the store refused, waiting to be made again.
     pub usage_backlog: Arc<Backlog>,
+    /// Compaction jobs asked for by this instance's sends.
+    pub compaction: Arc<crate::conversation::compaction::Jobs>,
 }

@@ -5,6 +5,7 @@
 //! bad configuration fails at startup with a message naming the field, never later.
 
 pub mod args;
+mod compaction;
 mod import;
 mod routing;
 mod sections;
@@ -13,6 +14,7 @@ use std::{collections::HashMap, fmt, path::Path};
 
 use serde::Deserialize;
 
+pub use compaction::CompactionSettings;
 pub use import::ImportSettings;
 pub use routing::RoutingSettings;
 pub use sections::*;
@@ -49,6 +51,7 @@ pub struct Settings {
     pub models: Vec<ModelSettings>,
     pub routing: RoutingSettings,
     pub import: ImportSettings,
+    pub compaction: CompactionSettings,
 }
 /// The built-in model that needs no network and no key.
 pub const ECHO_MODEL: &str = "echo";
@@ -171,6 +174,10 @@ impl Settings {
         self.routing.validate()?;
         self.import.validate()?;
         self.auth.validate()?;
+        self.compaction.validate(|name| {
+            (self.models.iter()).any(|m| m.name == name || m.aliases.iter().any(|a| a == name))
+                || name == ECHO_MODEL
+        })?;
         validate_origins(&self.server.cors_allowed_origins)?;
         let fail = |msg: String| Err(ConfigError(msg));
         let listens = [

@@ -2,6 +2,7 @@
 
 use crate::{
     domain::{
+        compaction::summary_turn_text,
         context::{ContextInput, build_context},
         message::{Message, Role, Turn},
         session::StoredSession,
@@ -19,18 +20,24 @@ pub struct Assembled {
     pub messages: Vec<Message>,
     pub tokens: u32,
     pub budget: u32,
-    /// Stored history turns left out of the prompt.
+    /// Stored turns after the summary's watermark left out of the prompt.
     pub dropped: u64,
     /// Some were left out because the token budget could not hold them.
     pub truncated: bool,
     /// How `messages` divides, so the prompt can be fitted to another model
-    /// ([`Assembled::fitted`]): a system prompt first or not, then `history` kept turns,
-    /// the newest `pinned` of which must stay; the new turns after them.
-    pub system: bool,
+    /// ([`Assembled::fitted`]): `head` system messages first (the system prompt and the
+    /// summary, each when there is one), then `history` kept turns, the newest `pinned` of
+    /// which must stay; the new turns after them.
+    pub head: usize,
     pub history: usize,
     pub pinned: usize,
     /// The tokenizer `tokens` was counted with.
     pub tokenizer: Tokenizer,
+    /// What the summary sent in place of the turns before its watermark costs (0: none).
+    pub summary_tokens: u32,
+    /// What the turns after the watermark cost, when all of them were sent; `None` when
+    /// some were left out. What decides whether a compaction is due.
+    pub unfolded_tokens: Option<u64>,
 }
 
 /// What a prompt is built around, besides the stored history.
@@ -82,30 +89,43 @@ pub async fn assemble(
     let system_tokens = system.map_or(0, |p| {
         counter.count_message(model.tokenizer, Role::System, p)
     });
+    // A summary past the history (a fork of an older response) covers nothing of it.
+    let summary = (session.summary.as_ref()).filter(|s| s.upto <= session.message_count);
+    let floor = summary.map_or(0, |s| s.upto);
+    let summary_tokens = summary.map_or(0, |s| s.tokens);
     let window = session.config.context_window.map(|w| w as usize);
     // Turns deleted as conversation items stay in place but are never sent; the store's
     // count of turns read is what tells whether older ones remain.
-    let mut read = history.len();
-    history.retain(|turn| !turn.deleted);
+    let mut read = history.len() as u64;
+    after_watermark(
+        &mut history,
+        session.message_count.saturating_sub(read),
+        floor,
+    );
     let plan = loop {
+        let first_read = session.message_count.saturating_sub(read);
         let input = ContextInput {
-            prefix_tokens: system_tokens.saturating_add(around.tools_tokens),
+            prefix_tokens: (system_tokens.saturating_add(around.tools_tokens))
+                .saturating_add(summary_tokens),
             history: &history,
-            history_complete: read as u64 >= session.message_count,
+            history_complete: first_read <= floor,
             pinned: around.pinned,
             new_message_tokens: around.new_tokens,
             window,
             budget: around.budget,
         };
         let plan = build_context(&input)?;
-        let more_stored = (read as u64) < session.message_count;
-        if more_stored && plan.wants_more_history(&input) {
-            let wider = read.saturating_mul(4).max(FIRST_CHUNK);
+        if first_read > floor && plan.wants_more_history(&input) {
+            let wider = (read as usize).saturating_mul(4).max(FIRST_CHUNK);
             let mut wider = store.recent_turns(&session.key(), wider).await?;
             // A shorter list than the count says (a foreign writer) must not loop forever.
-            if wider.len() > read {
-                read = wider.len();
-                wider.retain(|turn| !turn.deleted);
+            if wider.len() as u64 > read {
+                read = wider.len() as u64;
+                after_watermark(
+                    &mut wider,
+                    session.message_count.saturating_sub(read),
+                    floor,
+                );
                 history = wider;
                 continue;
             }
@@ -113,21 +133,39 @@ pub async fn assemble(
         break plan;
     };
     let kept = plan.kept_turns(&history);
-    let mut messages = Vec::with_capacity(kept.len() + around.new_turns.len() + 1);
+    let all_sent = plan.dropped == 0 && session.message_count.saturating_sub(read) <= floor;
+    let mut messages = Vec::with_capacity(kept.len() + around.new_turns.len() + 2);
     if let Some(prompt) = system {
         messages.push(Message::text(Role::System, prompt));
     }
+    if let Some(summary) = summary {
+        messages.push(Message::text(
+            Role::System,
+            summary_turn_text(&summary.text),
+        ));
+    }
+    let messages_head = messages.len();
     messages.extend(kept.iter().map(|t| t.message.clone()));
     messages.extend(around.new_turns.iter().cloned());
     Ok(Assembled {
         messages,
         tokens: plan.tokens,
         budget: around.budget,
-        dropped: session.message_count.saturating_sub(kept.len() as u64),
+        dropped: (session.message_count - floor).saturating_sub(kept.len() as u64),
         truncated: plan.over_budget,
-        system: system.is_some(),
+        head: messages_head,
         history: kept.len(),
         pinned: around.pinned.min(kept.len()),
         tokenizer: model.tokenizer,
+        summary_tokens,
+        unfolded_tokens: all_sent.then(|| kept.iter().map(|t| u64::from(t.tokens)).sum()),
     })
+}
+
+/// Keeps the turns of `history` (whose first is at position `first`) from the watermark
+/// on, deleted ones left out.
+fn after_watermark(history: &mut Vec<Turn>, first: u64, floor: u64) {
+    let covered = usize::try_from(floor.saturating_sub(first)).unwrap_or(usize::MAX);
+    history.drain(..covered.min(history.len()));
+    history.retain(|turn| !turn.deleted);
 }

@@ -55,8 +55,11 @@ pub struct TokenUsage {
 pub struct ContextReport {
     pub messages: usize,
     pub tokens: u32,
+    /// Turns after the summary's watermark left out.
     pub dropped_messages: u64,
     pub budget_tokens: u32,
+    /// What the summary of the older turns costs (0: none was sent).
+    pub summary_tokens: u32,
 }
 
 impl SendResponse {
@@ -177,6 +180,7 @@ pub async fn finish(
             tokens: prepared.assembled.tokens,
             dropped_messages: prepared.assembled.dropped,
             budget_tokens: prepared.assembled.budget,
+            summary_tokens: prepared.assembled.summary_tokens,
         },
     };
     if !prepared.keep {
@@ -216,6 +220,11 @@ pub async fn finish(
         CommitOutcome::Committed => {
             prepared.lease.committed();
             crate::metrics::record_turns_stored(commit.turns.iter().map(|t| t.message.role));
+            let added: u64 = commit.turns.iter().map(|t| u64::from(t.tokens)).sum();
+            let unfolded = prepared.assembled.unfolded_tokens.map(|sent| sent + added);
+            state
+                .compaction
+                .after_commit(&prepared.session, unfolded, prepared.assembled.budget);
             Ok(response)
         }
         // Deleted or expired while the model answered: the reply is dropped, not stored.

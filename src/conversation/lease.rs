@@ -132,11 +132,7 @@ impl Drop for Lease {
 impl Held {
     /// Renews the lease every `period` for as long as the task runs (the lease aborts it).
     fn renew_every(&self, period: Duration) -> JoinHandle<()> {
-        let (store, id, token) = (
-            self.store.clone(),
-            self.session.clone(),
-            self.token.clone(),
-        );
+        let (store, id, token) = (self.store.clone(), self.session.clone(), self.token.clone());
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
         tokio::spawn(async move {
             loop {
@@ -155,9 +151,7 @@ impl Held {
 
     async fn give_back(&self) -> Result<(), StoreError> {
         let key = self.idempotency_key.as_deref();
-        self.store
-            .release(&self.session, &self.token, key)
-            .await?;
+        self.store.release(&self.session, &self.token, key).await?;
         self.registry.remove(&self.token);
         Ok(())
     }

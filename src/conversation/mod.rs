@@ -6,6 +6,7 @@
 
 pub mod answer;
 pub mod append;
+pub mod compaction;
 pub mod context;
 mod finish;
 mod input;

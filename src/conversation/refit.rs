@@ -23,7 +23,7 @@ impl Assembled {
             return self.messages.clone();
         }
         let counter = TokenCounter::shared();
-        let start = usize::from(self.system);
+        let start = self.head;
         let end = (start + self.history).min(self.messages.len());
         let (Some(head), Some(kept), Some(new)) = (
             self.messages.get(..start),

@@ -107,7 +107,7 @@ pub fn build_context(input: &ContextInput<'_>) -> Result<ContextPlan, ContextExc
 /// the results after it, or a single turn. `None` when the results run back to the start
 /// of an incomplete history, so their calls are not in it. Results with no calls before
 /// them (history written before tool calls were kept) form a unit of their own.
-fn unit_start(history: &[Turn], end: usize, complete: bool) -> Option<usize> {
+pub(crate) fn unit_start(history: &[Turn], end: usize, complete: bool) -> Option<usize> {
     let mut start = end - 1;
     while history[start].message.role.is_call_result() {
         if start == 0 {

@@ -1,5 +1,6 @@
 //! The domain: sessions, turns, token counting and the context builder. No I/O here.
 
+pub mod compaction;
 pub mod content;
 pub mod context;
 pub mod error;

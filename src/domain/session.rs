@@ -5,6 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::domain::{
+    compaction::{CompactionPatch, CompactionPolicy, Summary, SummaryPatch, SummaryView},
     error::DomainError,
     scope::SessionKey,
     tools::{self, ResponseFormat, Tool},
@@ -31,6 +32,10 @@ pub struct SessionConfig {
     /// The answer format of every send that names none of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<ResponseFormat>,
+    /// How history that no longer fits is compressed; sessions stored before it existed
+    /// read as `off`.
+    #[serde(default)]
+    pub compaction: CompactionPolicy,
     pub created_at: DateTime<Utc>,
 }
 
@@ -62,6 +67,11 @@ pub struct StoredSession {
     pub last_activity_ms: i64,
     pub message_count: u64,
     pub usage: UsageTotals,
+    /// The summary of the turns before its watermark, if any.
+    pub summary: Option<Summary>,
+    /// Bumped by every write of the summary (a compaction, a PATCH): a compaction commits
+    /// only on top of the generation it read.
+    pub summary_generation: u64,
 }
 
 impl StoredSession {
@@ -103,6 +113,8 @@ pub struct CreateSession {
     pub tools: Option<Vec<Tool>>,
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
+    /// Fields left out take the server's defaults (`sessions.compaction`).
+    pub compaction: Option<CompactionPatch>,
 }
 
 /// `PATCH /v1/sessions/{id}`: absent leaves a field alone, `null` clears a nullable one.
@@ -139,10 +151,17 @@ pub struct PatchSession {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<Option<ResponseFormat>>,
+    /// Changes the fields it names.
+    pub compaction: Option<CompactionPatch>,
+    /// Replaces the summary (`null` clears it); not part of the configuration, see
+    /// [`crate::domain::compaction`].
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<SummaryPatch>)]
+    pub summary: Option<Option<SummaryPatch>>,
 }
 
 /// Tells "absent" (outer `None`, via `default`) from "null" (`Some(None)`).
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+pub(crate) fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
@@ -183,6 +202,8 @@ impl SessionConfig {
             max_cost_usd,
             tools,
             response_format,
+            compaction,
+            summary: _,
         } = patch;
         replace(&mut self.model, model);
         replace(&mut self.fallback_models, fallback_models);
@@ -195,6 +216,9 @@ impl SessionConfig {
         replace(&mut self.max_cost_usd, max_cost_usd);
         replace(&mut self.tools, tools);
         replace(&mut self.response_format, response_format);
+        if let Some(compaction) = compaction {
+            self.compaction.apply(compaction);
+        }
         for (key, value) in metadata.unwrap_or_default() {
             if value.is_null() {
                 self.metadata.remove(&key);
@@ -280,6 +304,7 @@ impl SessionConfig {
             ));
         }
         tools::validate(&self.tools, None, self.response_format.as_ref())?;
+        self.compaction.validate(limits.models)?;
         if serde_json::to_vec(&self.metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
             return Err(DomainError::invalid(
                 "metadata",
@@ -360,6 +385,9 @@ pub struct SessionView {
     pub expires_at: DateTime<Utc>,
     pub message_count: u64,
     pub usage: UsageView,
+    pub compaction: CompactionPolicy,
+    /// The summary of the turns up to `upto_message_id`, sent in their place.
+    pub summary: Option<SummaryView>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -395,6 +423,8 @@ impl From<StoredSession> for SessionView {
             max_cost_usd: c.max_cost_usd,
             tools: c.tools,
             response_format: c.response_format,
+            compaction: c.compaction,
+            summary: s.summary.as_ref().map(SummaryView::from),
             created_at: c.created_at,
             last_activity_at: last,
             expires_at: last + ttl,

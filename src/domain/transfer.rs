@@ -261,6 +261,8 @@ fn into_config(record: SessionRecord, rules: &ImportRules) -> (SessionConfig, Ve
         max_cost_usd: record.max_cost_usd,
         tools: record.tools.unwrap_or_default(),
         response_format: record.response_format,
+        // Imported sessions do not compress unless changed to (POST …/compact still runs).
+        compaction: Default::default(),
         created_at: record.created_at.unwrap_or_else(Utc::now),
     };
     (config, record.messages)

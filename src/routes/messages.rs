@@ -196,7 +196,11 @@ struct ContextView {
     messages: Vec<Message>,
     tokens: u32,
     budget_tokens: u32,
+    /// Turns after the summary's watermark that are not sent.
     dropped_messages: u64,
+    /// What the summary (sent as a system turn after the system prompt) costs.
+    summary_tokens: u32,
+    summary: Option<crate::domain::compaction::SummaryView>,
 }
 
 #[utoipa::path(tag = "messages", responses((status = 200, description = "The context the next turn would send", body = ContextView)))]
@@ -231,5 +235,7 @@ async fn context(
         tokens: assembled.tokens,
         budget_tokens: assembled.budget,
         dropped_messages: assembled.dropped,
+        summary_tokens: assembled.summary_tokens,
+        summary: session.summary.as_ref().map(Into::into),
     }))
 }

@@ -31,6 +31,7 @@ pub fn configure(cfg: &mut super::Routes) {
         .service(change)
         .service(remove)
         .service(touch)
+        .service(compact)
         .service(history);
 }
 
@@ -127,11 +128,17 @@ async fn make(
         last_activity_ms: now,
         message_count: 0,
         usage: UsageTotals::default(),
+        summary: None,
+        summary_generation: 0,
     }))
 }
 
 fn new_config(state: &AppState, caller: &Caller, body: CreateSession) -> SessionConfig {
     let defaults = &state.settings.sessions;
+    let mut compaction = state.settings.compaction.policy(state.store.kind());
+    if let Some(patch) = body.compaction {
+        compaction.apply(patch);
+    }
     SessionConfig {
         tenant: caller.tenant.clone(),
         user_id: body.user_id,
@@ -147,6 +154,7 @@ fn new_config(state: &AppState, caller: &Caller, body: CreateSession) -> Session
         max_cost_usd: body.max_cost_usd,
         tools: body.tools.unwrap_or_default(),
         response_format: body.response_format,
+        compaction,
         created_at: Utc::now(),
     }
 }
@@ -201,6 +209,14 @@ pub(crate) async fn update(
             WriteOutcome::Written => {
                 session.revision += 1;
                 session.last_activity_ms = now;
+                if let Some(summary) = &patch.summary {
+                    crate::conversation::compaction::put_summary(
+                        state,
+                        &mut session,
+                        summary.as_ref(),
+                    )
+                    .await?;
+                }
                 return Ok(session);
             }
             WriteOutcome::Missing => return Err(ApiError::SessionNotFound),
@@ -240,6 +256,43 @@ async fn touch(
     }
     session.last_activity_ms = now;
     Ok(HttpResponse::Ok().json(SessionView::from(session)))
+}
+
+/// `POST /v1/sessions/{id}/compact`: what the job did.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct CompactView {
+    /// `compacted`, `nothing_to_fold`, `busy` (another job holds the session), `stale`
+    /// (the summary changed meanwhile; nothing was written) or `rejected`.
+    outcome: &'static str,
+    folded_messages: u64,
+    summarizer_calls: usize,
+    summary: Option<crate::domain::compaction::SummaryView>,
+}
+
+#[utoipa::path(tag = "sessions", responses((status = 200, description = "The compaction ran (whatever the session's mode); the session's summary as it is now", body = CompactView)))]
+#[post("/v1/sessions/{id}/compact")]
+async fn compact(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::conversation::compaction::{JobError, Outcome, run_now};
+    let session = owned_session(&state, &caller, &id).await?;
+    let (outcome, folded, calls) = match run_now(&state, &session.key()).await {
+        Ok(Outcome::Missing) => return Err(ApiError::SessionNotFound),
+        Ok(Outcome::Compacted { folded, chunks, .. }) => ("compacted", folded, chunks),
+        Ok(other) => (other.label(), 0, 0),
+        Err(JobError::Rejected) => ("rejected", 0, 0),
+        Err(JobError::Store(err)) => return Err(err.into()),
+        Err(JobError::Upstream(err) | JobError::Config(err)) => return Err(err),
+    };
+    let session = owned_session(&state, &caller, &id).await?;
+    Ok(HttpResponse::Ok().json(CompactView {
+        outcome,
+        folded_messages: folded,
+        summarizer_calls: calls,
+        summary: session.summary.as_ref().map(Into::into),
+    }))
 }
 
 #[utoipa::path(tag = "sessions", params(PageQuery), responses((status = 200, description = "The history, oldest first", body = Page<TurnView>)))]

@@ -5,6 +5,7 @@
 //! Every multi-key change is atomic in both: a Lua script over keys sharing the session's
 //! hash tag in Redis, one mutex section in memory.
 
+pub mod compaction;
 pub mod import;
 pub mod keys;
 pub mod memory;
@@ -147,7 +148,14 @@ pub enum CommitOutcome {
 }
 
 #[async_trait]
-pub trait Store: keys::KeyStore + metering::MeterStore + import::ImportStore + Send + Sync {
+pub trait Store:
+    keys::KeyStore
+    + metering::MeterStore
+    + import::ImportStore
+    + compaction::CompactionStore
+    + Send
+    + Sync
+{
     /// `"redis"` or `"memory"`, as `/v1/status` reports it.
     fn kind(&self) -> &'static str;
     /// Answers when the store can serve, writes included: a Redis replica (read-only)

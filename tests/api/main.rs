@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod command_line;
+mod compaction;
 mod exposure;
 mod fake_upstream;
 mod faults;

@@ -294,7 +294,7 @@ async fn window_bound_context_is_system_then_newest_history_then_the_new_message
         assert_eq!(
             body["context"],
             json!({"messages": expected.len(), "tokens": prompt_tokens(&expected),
-                   "dropped_messages": dropped, "budget_tokens": budget})
+                   "dropped_messages": dropped, "budget_tokens": budget, "summary_tokens": 0})
         );
         assistant_ids.push(body["message_id"].as_str().unwrap().to_string());
         totals.0 += u64::from(reported_prompt);
@@ -400,7 +400,7 @@ async fn token_bound_context_keeps_the_newest_turns_that_fit() {
     assert_eq!(fake.last_messages(), wire(&expected));
     assert_eq!(
         reply.body["context"],
-        json!({"messages": 5, "tokens": budget, "dropped_messages": 3, "budget_tokens": budget})
+        json!({"messages": 5, "tokens": budget, "dropped_messages": 3, "budget_tokens": budget, "summary_tokens": 0})
     );
 
     // One token less than the three newest turns need: only two are kept.
@@ -421,7 +421,7 @@ async fn token_bound_context_keeps_the_newest_turns_that_fit() {
     assert_eq!(
         reply.body["context"],
         json!({"messages": 4, "tokens": prompt_tokens(&expected), "dropped_messages": 6,
-               "budget_tokens": tight})
+               "budget_tokens": tight, "summary_tokens": 0})
     );
     assert_eq!(session(&app, &id).await["message_count"], 10);
 }
@@ -812,7 +812,7 @@ async fn streaming_sends_deltas_then_one_done_and_stores_the_turns() {
     assert_eq!(
         done["context"],
         json!({"messages": 2, "tokens": prompt_tokens(&sent), "dropped_messages": 0,
-               "budget_tokens": CONTEXT_TOKENS - 1024})
+               "budget_tokens": CONTEXT_TOKENS - 1024, "summary_tokens": 0})
     );
 
     let turns = stored(&app, &id).await;

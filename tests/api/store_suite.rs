@@ -74,6 +74,7 @@ fn config(tenant: &str, user_id: Option<&str>) -> SessionConfig {
         max_cost_usd: None,
         tools: Vec::new(),
         response_format: None,
+        compaction: Default::default(),
         created_at: Utc::now(),
     }
 }
@@ -677,11 +678,17 @@ async fn renewing_keeps_only_the_holders_lease(store: &dyn Store) {
         Some(0)
     );
     assert!(
-        !store.renew(&acme(&id), "not-the-holder", 60_000).await.unwrap(),
+        !store
+            .renew(&acme(&id), "not-the-holder", 60_000)
+            .await
+            .unwrap(),
         "{kind}: only the holder renews"
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(store.renew(&acme(&id), "holder", 300).await.unwrap(), "{kind}");
+    assert!(
+        store.renew(&acme(&id), "holder", 300).await.unwrap(),
+        "{kind}"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         matches!(admit(store, &id, "b", None).await, Admission::Busy { .. }),

@@ -83,7 +83,10 @@ impl State {
                 entry.refresh(write.now_ms);
             }
             (_, existing) => {
-                let revision = existing.map_or(0, |e| e.session.revision) + 1;
+                let revision = existing.as_ref().map_or(0, |e| e.session.revision) + 1;
+                // A replaced history voids the summary; the generation keeps counting so
+                // that a job that read the old one commits nothing.
+                let summary_generation = existing.map_or(0, |e| e.session.summary_generation + 1);
                 if let Some(old) = self.sessions.remove(&at) {
                     self.unindex(&write.id, &old.session.config);
                 }
@@ -95,10 +98,13 @@ impl State {
                         last_activity_ms: write.now_ms,
                         message_count: turns.len() as u64,
                         usage: UsageTotals::default(),
+                        summary: None,
+                        summary_generation,
                     },
                     expires: Instant::now(),
                     turns,
                     lease: None,
+                    compaction_lease: None,
                     idempotency: HashMap::new(),
                 };
                 entry.refresh(write.now_ms);

@@ -5,6 +5,7 @@
 //! the lock is never held across a suspension point.
 
 mod access;
+mod compaction;
 mod import;
 mod keys;
 mod metering;
@@ -48,6 +49,8 @@ struct Entry {
     expires: Instant,
     turns: Vec<Turn>,
     lease: Option<(String, Instant)>,
+    /// The compaction job's lease, independent of the send lease: sends go on meanwhile.
+    compaction_lease: Option<(String, Instant)>,
     idempotency: HashMap<String, IdemRecord>,
 }
 
@@ -153,12 +156,15 @@ impl Store for MemoryStore {
             last_activity_ms: now_ms,
             message_count: 0,
             usage: UsageTotals::default(),
+            summary: None,
+            summary_generation: 0,
         };
         let mut entry = Entry {
             session,
             expires: Instant::now(),
             turns: Vec::new(),
             lease: None,
+            compaction_lease: None,
             idempotency: HashMap::new(),
         };
         entry.refresh(now_ms);

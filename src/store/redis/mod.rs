@@ -103,6 +103,7 @@ mod scripts {
     ];
 }
 
+mod compaction;
 mod expiry;
 mod fence;
 mod import;
@@ -383,6 +384,11 @@ impl RedisStore {
                 completion_tokens: number("ct"),
                 cost_nano_usd: number("cost"),
             },
+            summary: get("sum")
+                .map(serde_json::from_slice)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("session summary: {e}")))?,
+            summary_generation: number("sgen"),
         }))
     }
 }

@@ -32,6 +32,10 @@ else
     redis.call('DEL', KEYS[2], KEYS[4], KEYS[5])
     -- It may now belong to another user: how long the old index lives says nothing.
     redis.call('HDEL', KEYS[1], 'uidx_until')
+    -- A replaced history voids the summary; the generation keeps counting so that a
+    -- compaction that read the old one commits nothing.
+    redis.call('HDEL', KEYS[1], 'sum')
+    redis.call('HINCRBY', KEYS[1], 'sgen', 1)
   end
   redis.call('HSET', KEYS[1], 'cfg', ARGV[2], 'rev', rev, 'ttl', ARGV[3], 'last', ARGV[4],
     'n', count, 'pt', 0, 'ct', 0, 'cost', 0, 'uidx', ARGV[5], 'gen', ARGV[8])

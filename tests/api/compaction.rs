@@ -1,0 +1,214 @@
+//! Context compression against a fake summarizer that echoes what it was sent: older
+//! turns are folded into a summary in order, every raw turn stays readable, the summary
+//! answers for the turns no longer sent, and an operator can clear it.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::{
+    fake_upstream::{Behaviour, FakeUpstream},
+    helpers::{Backend, TestApp},
+    messages::spawn_relay_on,
+};
+
+const FIRST_FACT: &str = "My name is Ada Lovelace and my order number is 4471.";
+/// Every answer of the fake, the summarizer's included: the facts of the first turn.
+const SUMMARY: &str = "The user is Ada Lovelace; order number 4471.";
+
+async fn say(app: &TestApp, id: &str, content: &str) -> Value {
+    let reply = app
+        .call(
+            Method::POST,
+            &format!("/v1/sessions/{id}/messages"),
+            Some(json!({ "content": content })),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body
+}
+
+fn is_summarizer_call(request: &Value) -> bool {
+    request["messages"][0]["content"]
+        .as_str()
+        .is_some_and(|s| s.contains("running summary"))
+}
+
+async fn compacting_session(app: &TestApp) -> String {
+    let session = app
+        .create_session(json!({
+            "max_context_tokens": 400,
+            "compaction": {"mode": "auto", "trigger_ratio": 0.8, "keep_ratio": 0.3}
+        }))
+        .await;
+    session["session_id"].as_str().unwrap().to_string()
+}
+
+async fn wait_for_summary(app: &TestApp, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let session = app
+            .call(Method::GET, &format!("/v1/sessions/{id}"), None)
+            .await;
+        if !session.body["summary"].is_null() {
+            return session.body;
+        }
+        assert!(Instant::now() < deadline, "no summary was written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn long_conversation(app: &TestApp, id: &str) {
+    say(app, id, FIRST_FACT).await;
+    for i in 1..14 {
+        let filler =
+            format!("Turn {i}: tell me more about the shipping options please, in detail.");
+        say(app, id, &filler).await;
+    }
+}
+
+async fn folds_in_order_and_keeps_every_turn(backend: Backend) {
+    let (app, fake): (TestApp, FakeUpstream) = spawn_relay_on(backend).await;
+    fake.set(Behaviour::reply(SUMMARY, 10, 5));
+    let id = compacting_session(&app).await;
+    long_conversation(&app, &id).await;
+    let session = wait_for_summary(&app, &id).await;
+    assert!(
+        session["summary"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Ada Lovelace")
+    );
+    assert!(session["summary"]["tokens"].as_u64().unwrap() > 0);
+
+    // The summarizer saw the turns oldest first.
+    let first = fake
+        .requests()
+        .into_iter()
+        .find(is_summarizer_call)
+        .unwrap();
+    let transcript = first["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let positions: Vec<usize> = [FIRST_FACT, "Turn 1:", "Turn 2:"]
+        .iter()
+        .map(|needle| transcript.find(needle).expect(needle))
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{transcript}");
+
+    // Nothing raw is deleted.
+    let page = app
+        .call(
+            Method::GET,
+            &format!("/v1/sessions/{id}/messages?limit=100"),
+            None,
+        )
+        .await;
+    assert_eq!(page.body["data"].as_array().unwrap().len(), 28);
+
+    // The next send carries the summary right after the system prompt, within budget,
+    // so a question about the first turn has its answer in the prompt.
+    let answer = say(&app, &id, "What was my order number?").await;
+    assert!(answer["context"]["summary_tokens"].as_u64().unwrap() > 0);
+    assert!(answer["context"]["tokens"].as_u64().unwrap() <= 400);
+    let sent = fake.last_messages();
+    let summary_turn = &sent[0];
+    assert_eq!(summary_turn["role"], "system");
+    let text = summary_turn["content"].as_str().unwrap();
+    assert!(
+        text.contains("<conversation_summary>") && text.contains("4471"),
+        "{text}"
+    );
+    let raw_first = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .any(|m| m["content"].as_str() == Some(FIRST_FACT));
+    assert!(!raw_first, "the folded turn is not sent again");
+}
+
+#[tokio::test]
+async fn folds_in_order_and_keeps_every_turn_on_redis() {
+    folds_in_order_and_keeps_every_turn(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn folds_in_order_and_keeps_every_turn_in_memory() {
+    folds_in_order_and_keeps_every_turn(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn an_operator_can_clear_or_replace_the_summary() {
+    let (app, fake) = spawn_relay_on(Backend::Redis).await;
+    fake.set(Behaviour::reply(SUMMARY, 10, 5));
+    let id = compacting_session(&app).await;
+    long_conversation(&app, &id).await;
+    wait_for_summary(&app, &id).await;
+    let path = format!("/v1/sessions/{id}");
+    let cleared = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"summary": null, "compaction": {"mode": "off"}})),
+        )
+        .await;
+    assert_eq!(cleared.status, 200, "{}", cleared.body);
+    assert!(cleared.body["summary"].is_null());
+    let context = app
+        .call(Method::GET, &format!("{path}/context"), None)
+        .await;
+    assert!(context.body["summary"].is_null());
+    assert_eq!(context.body["summary_tokens"], 0);
+
+    let page = app
+        .call(Method::GET, &format!("{path}/messages"), None)
+        .await;
+    let first_id = page.body["data"][1]["id"].as_str().unwrap().to_string();
+    let set = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"summary": {"text": "The user is Ada.", "upto_message_id": first_id}})),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(set.body["summary"]["upto_message_id"], first_id.as_str());
+    let context = app
+        .call(Method::GET, &format!("{path}/context"), None)
+        .await;
+    assert!(
+        context.body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("The user is Ada.")
+    );
+
+    let bad = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"summary": {"text": "x", "upto_message_id": "0_nope"}})),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+}
+
+#[tokio::test]
+async fn the_compact_route_runs_now_and_a_second_run_folds_nothing_new() {
+    let (app, fake) = spawn_relay_on(Backend::Memory).await;
+    fake.set(Behaviour::reply(SUMMARY, 10, 5));
+    let session = app.create_session(json!({"max_context_tokens": 400})).await;
+    let id = session["session_id"].as_str().unwrap().to_string();
+    long_conversation(&app, &id).await;
+    let path = format!("/v1/sessions/{id}/compact");
+    let first = app.call(Method::POST, &path, None).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.body["outcome"], "compacted");
+    assert!(first.body["folded_messages"].as_u64().unwrap() > 0);
+    let again = app.call(Method::POST, &path, None).await;
+    assert_eq!(again.body["outcome"], "nothing_to_fold", "{}", again.body);
+    assert_eq!(again.body["summary"], first.body["summary"]);
+}
