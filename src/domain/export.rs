@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::domain::{
+    compaction::Summary,
     content::Content,
     error::DomainError,
     message::{Role, Turn},
@@ -42,6 +43,18 @@ struct ExportHead<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     response_format: Option<&'a ResponseFormat>,
     created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<ExportSummary<'a>>,
+}
+
+/// The summary in the import format: the last turn it covers by its position, since an
+/// import assigns message ids anew.
+#[derive(Serialize)]
+struct ExportSummary<'a> {
+    text: &'a str,
+    upto_message_index: u64,
+    tokens: u32,
+    updated_at: String,
 }
 
 #[derive(Serialize)]
@@ -65,7 +78,11 @@ pub fn timestamp(t: &DateTime<Utc>) -> String {
 }
 
 /// The opening of a session's export line, up to and including `"messages":[`.
-pub fn export_head(id: &str, c: &SessionConfig) -> Result<Vec<u8>, DomainError> {
+pub fn export_head(
+    id: &str,
+    c: &SessionConfig,
+    summary: Option<&Summary>,
+) -> Result<Vec<u8>, DomainError> {
     let head = ExportHead {
         session_id: id,
         user_id: c.user_id.as_deref(),
@@ -82,6 +99,13 @@ pub fn export_head(id: &str, c: &SessionConfig) -> Result<Vec<u8>, DomainError> 
         tools: &c.tools,
         response_format: c.response_format.as_ref(),
         created_at: timestamp(&c.created_at),
+        // A summary always covers at least one turn; `upto` counts the turns covered.
+        summary: summary.filter(|s| s.upto > 0).map(|s| ExportSummary {
+            text: &s.text,
+            upto_message_index: s.upto - 1,
+            tokens: s.tokens,
+            updated_at: timestamp(&s.updated_at),
+        }),
     };
     let mut out = serde_json::to_vec(&head).map_err(|e| DomainError::Encoding(e.to_string()))?;
     out.pop(); // the closing brace: the messages follow

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::domain::{
+    compaction::MAX_SUMMARY_BYTES,
     content::Content,
     error::DomainError,
     json,
@@ -73,8 +74,25 @@ pub struct SessionRecord {
     pub response_format: Option<ResponseFormat>,
     #[serde(default, deserialize_with = "rfc3339")]
     pub created_at: Option<DateTime<Utc>>,
+    /// The summary of the first turns of `messages`; exports before it existed have none.
+    pub summary: Option<SummaryRecord>,
     #[serde(default)]
     pub messages: Vec<MessageRecord>,
+}
+
+/// A session's summary in an export line. Message ids are assigned anew on import, so the
+/// last turn it covers is named by its position in `messages`.
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryRecord {
+    pub text: String,
+    /// The index in `messages` of the last turn the summary covers.
+    pub upto_message_index: u64,
+    /// Written by export; an import counts it again for the session's model.
+    pub tokens: Option<u32>,
+    /// Kept when given; the import time otherwise.
+    #[serde(default, deserialize_with = "rfc3339")]
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// A turn as exported: OpenAI's message fields, and when it was written. Exports of the
@@ -148,6 +166,8 @@ pub struct ValidItem {
     pub session_id: Option<String>,
     /// The settings to write; `None` in append mode, where the stored ones stay.
     pub config: Option<SessionConfig>,
+    /// Checked against `messages`: it covers a whole number of them.
+    pub summary: Option<SummaryRecord>,
     pub messages: Vec<MessageRecord>,
 }
 
@@ -203,10 +223,14 @@ pub fn validate(record: SessionRecord, rules: &ImportRules) -> Result<ValidItem,
         ));
     }
     let session_id = record.session_id.clone();
+    let summary = record.summary.clone();
     let (config, messages) = if rules.mode == ImportMode::Append {
         append_only(&record)?;
         (None, record.messages)
     } else {
+        if let Some(summary) = &record.summary {
+            check_summary(summary, &record.messages)?;
+        }
         let (config, messages) = into_config(record, rules);
         config.validate(&rules.session)?;
         (Some(config), messages)
@@ -214,8 +238,38 @@ pub fn validate(record: SessionRecord, rules: &ImportRules) -> Result<ValidItem,
     Ok(ValidItem {
         session_id,
         config,
+        summary,
         messages,
     })
+}
+
+/// A summary must cover turns of this history, and never end between an assistant's tool
+/// calls and their results (the same rule compaction and PATCH keep).
+fn check_summary(summary: &SummaryRecord, messages: &[MessageRecord]) -> Result<(), DomainError> {
+    let field = "summary.upto_message_index";
+    let upto = usize::try_from(summary.upto_message_index).unwrap_or(usize::MAX);
+    if upto >= messages.len() {
+        return Err(DomainError::invalid(
+            field,
+            format!("must name one of the {} messages", messages.len()),
+        ));
+    }
+    if messages
+        .get(upto + 1)
+        .is_some_and(|m| m.role.is_call_result())
+    {
+        return Err(DomainError::invalid(
+            field,
+            "a summary may not end between tool calls and their results",
+        ));
+    }
+    if summary.text.trim().is_empty() || summary.text.len() > MAX_SUMMARY_BYTES {
+        return Err(DomainError::invalid(
+            "summary.text",
+            format!("1 to {MAX_SUMMARY_BYTES} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// Append adds history only: settings in the item would be silently dropped, so they are refused.
@@ -235,6 +289,7 @@ fn append_only(record: &SessionRecord) -> Result<(), DomainError> {
         ("tools", record.tools.is_some()),
         ("response_format", record.response_format.is_some()),
         ("created_at", record.created_at.is_some()),
+        ("summary", record.summary.is_some()),
     ];
     match given.iter().find(|(_, present)| *present) {
         Some((field, _)) => Err(DomainError::invalid(

@@ -8,7 +8,9 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::domain::{scope::SessionKey, session::SessionConfig, transfer::ImportMode};
+use crate::domain::{
+    compaction::Summary, scope::SessionKey, session::SessionConfig, transfer::ImportMode,
+};
 
 /// What an append or replace found before preparing its write.
 #[derive(Debug, Clone)]
@@ -34,6 +36,8 @@ pub struct ImportWrite {
     /// The turns as stored (JSON), ids already assigned by position. Serialized by the
     /// caller on the blocking pool, so that the event loop only moves bytes.
     pub turns: Vec<String>,
+    /// Create and replace: the summary the session starts with (replace voids the old one).
+    pub summary: Option<Summary>,
     pub now_ms: i64,
 }
 

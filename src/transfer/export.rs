@@ -95,7 +95,7 @@ impl Export {
             }) else {
                 continue;
             };
-            let head = export_head(&id, &session.config);
+            let head = export_head(&id, &session.config, session.summary.as_ref());
             self.current = Some(Cursor {
                 id,
                 total: session.message_count,

@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 use super::items::RawItem;
 use crate::{
     domain::{
+        compaction::{Summary, summary_turn_text},
         message::{Role, Turn, message_id},
         session::{Limits, new_id},
         tokens::{TokenCounter, Tokenizer},
-        transfer::{ImportMode, ImportRules, ValidItem, parse_record, validate},
+        transfer::{ImportMode, ImportRules, SummaryRecord, ValidItem, parse_record, validate},
     },
     error::ApiError,
     state::AppState,
@@ -97,6 +98,8 @@ pub(super) fn plan(
     let mut framing: HashMap<Role, u32> = HashMap::new();
     let count = item.messages.len();
     let mut turns = Vec::with_capacity(count);
+    let upto = item.summary.as_ref().map(|s| s.upto_message_index);
+    let mut upto_id = None;
     for (i, m) in item.messages.into_iter().enumerate() {
         let created_at = m.created_at.unwrap_or(now);
         let plain = m.is_plain();
@@ -110,6 +113,9 @@ pub(super) fn plan(
             counter.count_turn(tokenizer, &message)
         };
         let turn = Turn::new(message_id(base + i as u64), message, created_at, tokens);
+        if upto == Some(i as u64) {
+            upto_id = Some(turn.id.clone());
+        }
         match serde_json::to_string(&turn) {
             Ok(json) => turns.push(json),
             Err(e) => return Step::Failed(Some(id), ApiError::Internal(e.to_string())),
@@ -127,9 +133,31 @@ pub(super) fn plan(
         config_json,
         expected: head,
         turns,
+        summary: item
+            .summary
+            .zip(upto_id)
+            .map(|(s, upto_id)| summary(s, upto_id, tokenizer, now)),
         now_ms: now.timestamp_millis(),
     };
     Step::Ready(Box::new(write), count)
+}
+
+/// An imported summary as stored; its tokens are counted for the session's model, which
+/// may not be the one it was exported with.
+fn summary(
+    record: SummaryRecord,
+    upto_id: String,
+    tokenizer: Tokenizer,
+    now: DateTime<Utc>,
+) -> Summary {
+    let text = summary_turn_text(&record.text);
+    Summary {
+        tokens: TokenCounter::shared().count_message(tokenizer, Role::System, &text),
+        text: record.text,
+        upto: record.upto_message_index + 1,
+        upto_id,
+        updated_at: record.updated_at.unwrap_or(now),
+    }
 }
 
 /// The session as a planned write will leave it.

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::{
     fake_upstream::{Behaviour, FakeUpstream},
     helpers::{Backend, TestApp},
+    import_export::{export_session, import},
     messages::spawn_relay_on,
 };
 
@@ -211,4 +212,132 @@ async fn the_compact_route_runs_now_and_a_second_run_folds_nothing_new() {
     let again = app.call(Method::POST, &path, None).await;
     assert_eq!(again.body["outcome"], "nothing_to_fold", "{}", again.body);
     assert_eq!(again.body["summary"], first.body["summary"]);
+}
+
+fn line_of(export: &str) -> Value {
+    serde_json::from_str(export.trim_end()).unwrap()
+}
+
+async fn messages_of(app: &TestApp, id: &str) -> Vec<Value> {
+    let page = app
+        .call(
+            Method::GET,
+            &format!("/v1/sessions/{id}/messages?limit=1000"),
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.body["data"].as_array().unwrap().clone()
+}
+
+async fn export_and_import_carry_the_summary(backend: Backend) {
+    let (app, fake) = spawn_relay_on(backend).await;
+    fake.set(Behaviour::reply(SUMMARY, 10, 5));
+    let id = compacting_session(&app).await;
+    long_conversation(&app, &id).await;
+    let session = wait_for_summary(&app, &id).await;
+    let upto_id = session["summary"]["upto_message_id"].as_str().unwrap();
+    let index = messages_of(&app, &id)
+        .await
+        .iter()
+        .position(|m| m["id"] == upto_id)
+        .unwrap();
+
+    let (status, text) = export_session(&app, &id).await;
+    assert_eq!(status, 200);
+    let mut line = line_of(&text);
+    assert_eq!(line["summary"]["text"], session["summary"]["text"]);
+    assert_eq!(line["summary"]["upto_message_index"], index);
+    assert_eq!(line["summary"]["tokens"], session["summary"]["tokens"]);
+
+    line["session_id"] = json!("restored");
+    let reply = import(&app, "create", std::slice::from_ref(&line)).await;
+    assert_eq!(
+        reply.body["results"][0]["status"], "created",
+        "{}",
+        reply.body
+    );
+    let restored = app.call(Method::GET, "/v1/sessions/restored", None).await;
+    let summary = &restored.body["summary"];
+    assert_eq!(summary["text"], session["summary"]["text"]);
+    assert_eq!(summary["tokens"], session["summary"]["tokens"]);
+    assert_eq!(summary["updated_at"], session["summary"]["updated_at"]);
+    let turns = messages_of(&app, "restored").await;
+    assert_eq!(summary["upto_message_id"], turns[index]["id"]);
+    // Exported again, the line is the same but for its id.
+    let (_, again) = export_session(&app, "restored").await;
+    assert_eq!(line_of(&again), line);
+
+    // A line without a summary (an older export) imports with none.
+    let mut old = line.clone();
+    old.as_object_mut().unwrap().remove("summary");
+    old["session_id"] = json!("older");
+    let reply = import(&app, "create", &[old]).await;
+    assert_eq!(
+        reply.body["results"][0]["status"], "created",
+        "{}",
+        reply.body
+    );
+    let older = app.call(Method::GET, "/v1/sessions/older", None).await;
+    assert!(older.body["summary"].is_null(), "{}", older.body);
+}
+
+#[tokio::test]
+async fn export_and_import_carry_the_summary_on_redis() {
+    export_and_import_carry_the_summary(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn export_and_import_carry_the_summary_in_memory() {
+    export_and_import_carry_the_summary(Backend::Memory).await;
+}
+
+fn tool_exchange() -> Vec<Value> {
+    vec![
+        json!({"role": "user", "content": "What is the weather?"}),
+        json!({"role": "assistant", "content": null, "tool_calls": [{
+            "id": "call_1", "type": "function",
+            "function": {"name": "weather", "arguments": "{}"}
+        }]}),
+        json!({"role": "tool", "tool_call_id": "call_1", "content": "sunny"}),
+        json!({"role": "assistant", "content": "It is sunny."}),
+    ]
+}
+
+#[tokio::test]
+async fn an_imported_summary_must_cover_whole_turns_of_its_history() {
+    let (app, _fake) = spawn_relay_on(Backend::Memory).await;
+    let item = |id: &str, upto: u64| {
+        json!({
+            "session_id": id,
+            "messages": tool_exchange(),
+            "summary": {"text": "Weather talk.", "upto_message_index": upto}
+        })
+    };
+    let items = [item("between", 1), item("beyond", 4), item("whole", 2)];
+    let reply = import(&app, "create", &items).await;
+    let results = reply.body["results"].as_array().unwrap();
+    for bad in &results[..2] {
+        assert_eq!(bad["error"], "invalid_request", "{bad}");
+        assert_eq!(bad["field"], "summary.upto_message_index", "{bad}");
+    }
+    assert_eq!(results[2]["status"], "created", "{}", results[2]);
+    let whole = app.call(Method::GET, "/v1/sessions/whole", None).await;
+    assert_eq!(
+        whole.body["summary"]["upto_message_id"],
+        messages_of(&app, "whole").await[2]["id"]
+    );
+
+    // Append adds history only.
+    let append = json!({
+        "session_id": "whole",
+        "messages": [{"role": "user", "content": "Thanks"}],
+        "summary": {"text": "x", "upto_message_index": 0}
+    });
+    let reply = import(&app, "append", &[append]).await;
+    assert_eq!(
+        reply.body["results"][0]["field"], "summary",
+        "{}",
+        reply.body
+    );
 }

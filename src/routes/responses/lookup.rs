@@ -211,6 +211,7 @@ async fn fork(state: &AppState, found: &Found) -> Result<String, ApiError> {
         config_json,
         expected: None,
         turns,
+        summary: None,
         now_ms: now_ms(),
     };
     match state.store.import_sessions(&[write]).await?.first() {

@@ -98,7 +98,7 @@ impl State {
                         last_activity_ms: write.now_ms,
                         message_count: turns.len() as u64,
                         usage: UsageTotals::default(),
-                        summary: None,
+                        summary: write.summary.clone(),
                         summary_generation,
                     },
                     expires: Instant::now(),

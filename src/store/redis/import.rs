@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use redis::Value;
 
 use super::{
-    RedisStore, scripts, text,
+    RedisStore, scripts, text, to_json,
     users::{IndexEntry, incarnation},
 };
 use crate::{
@@ -103,12 +103,13 @@ impl RedisStore {
     }
 }
 
-fn write_args(write: &ImportWrite, uidx: &str, incarnation: &str) -> Vec<String> {
+fn write_args(write: &ImportWrite, uidx: &str, incarnation: &str) -> StoreResult<Vec<String>> {
     let (expected_cfg, expected_len) = match &write.expected {
         Some(head) => (head.config_json.clone(), head.message_count.to_string()),
         None => (String::new(), String::new()),
     };
-    let mut args = Vec::with_capacity(8);
+    let summary = write.summary.as_ref().map(to_json).transpose()?;
+    let mut args = Vec::with_capacity(9);
     args.extend([
         write.mode.as_str().to_string(),
         write.config_json.clone(),
@@ -118,8 +119,9 @@ fn write_args(write: &ImportWrite, uidx: &str, incarnation: &str) -> Vec<String>
         expected_cfg,
         expected_len,
         incarnation.to_string(),
+        summary.unwrap_or_default(),
     ]);
-    args
+    Ok(args)
 }
 
 fn outcome(reply: &Value) -> (ImportOutcome, Option<Written>) {
@@ -211,7 +213,7 @@ impl ImportStore for RedisStore {
                 (_, Some(user)) => self.user_key(&write.config.tenant, user),
             };
             // Appending keeps the session's incarnation; the script ignores this one then.
-            let args = write_args(write, &uidx, &incarnation());
+            let args = write_args(write, &uidx, &incarnation())?;
             Self::evalsha(&mut pipe, &WRITE, &self.session_keys(&write.key()))
                 .arg(args)
                 .arg(&write.turns);

@@ -1,11 +1,12 @@
 -- Writes one imported session, all or nothing.
 -- KEYS: meta, turns, lease, idem, ctok
 -- ARGV: mode (create | append | replace), cfg_json, ttl_ms, now_ms, user_index_key,
---       expected_cfg, expected_len, incarnation (create, replace: a new one), turn_json...
+--       expected_cfg, expected_len, incarnation (create, replace: a new one),
+--       summary_json (create, replace: '' for none), turn_json...
 -- Returns {1, old_user_index_key, old_incarnation, ttl_ms, user_index_key, incarnation}
 -- written, or {status}:
 --   0 the id is taken (create), -1 missing, -2 a send holds the lease, -3 changed since read.
-local mode, first = ARGV[1], 9
+local mode, first = ARGV[1], 10
 local count = #ARGV - first + 1
 if mode == 'create' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
@@ -39,6 +40,7 @@ else
   end
   redis.call('HSET', KEYS[1], 'cfg', ARGV[2], 'rev', rev, 'ttl', ARGV[3], 'last', ARGV[4],
     'n', count, 'pt', 0, 'ct', 0, 'cost', 0, 'uidx', ARGV[5], 'gen', ARGV[8])
+  if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'sum', ARGV[9]) end
 end
 -- unpack() is bounded by Lua's stack: push in slices.
 for i = first, #ARGV, 1000 do
