@@ -341,3 +341,66 @@ async fn an_imported_summary_must_cover_whole_turns_of_its_history() {
         reply.body
     );
 }
+
+/// `exchanges` rounds of a question, an assistant turn calling three tools, their three
+/// results and the answer: most turns sit inside a call-and-results unit.
+fn tool_heavy_history(exchanges: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    for e in 0..exchanges {
+        out.push(json!({"role": "user", "content": format!("Question {e}: where is parcel {e}?")}));
+        let ids: Vec<String> = (0..3).map(|c| format!("call_{e}_{c}")).collect();
+        let calls: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                json!({"id": id, "type": "function",
+                "function": {"name": "track", "arguments": format!("{{\"parcel\": {e}}}")}})
+            })
+            .collect();
+        out.push(json!({"role": "assistant", "content": null, "tool_calls": calls}));
+        for id in &ids {
+            out.push(json!({"role": "tool", "tool_call_id": id, "content":
+                format!("Tracking record {id}: the parcel left the depot, passed the sorting \
+                         centre and is on a van for delivery later today.")}));
+        }
+        out.push(json!({"role": "assistant", "content": format!("Parcel {e} arrives today.")}));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_summary_never_ends_between_tool_calls_and_their_results() {
+    let (app, fake) = spawn_relay_on(Backend::Redis).await;
+    fake.set(Behaviour::reply(SUMMARY, 10, 5));
+    let history = tool_heavy_history(12);
+    let mut cuts = std::collections::HashSet::new();
+    // Budgets 25 tokens apart: the kept tail ends up at every kind of turn, tool results
+    // included, so a cut by turn count alone would land inside a unit for some of them.
+    for (n, budget) in (300..=1200).step_by(25).enumerate() {
+        let id = format!("tools-{n}");
+        let item = json!({"session_id": id, "max_context_tokens": budget, "messages": history});
+        let reply = import(&app, "create", &[item]).await;
+        assert_eq!(
+            reply.body["results"][0]["status"], "created",
+            "{}",
+            reply.body
+        );
+        let compact = app
+            .call(Method::POST, &format!("/v1/sessions/{id}/compact"), None)
+            .await;
+        assert_eq!(compact.body["outcome"], "compacted", "{}", compact.body);
+        let turns = messages_of(&app, &id).await;
+        let upto = compact.body["summary"]["upto_message_id"].clone();
+        let at = turns.iter().position(|t| t["id"] == upto).unwrap();
+        let next = &turns[at + 1];
+        assert_ne!(
+            next["role"], "tool",
+            "budget {budget}: the cut splits a unit at {at}"
+        );
+        assert!(
+            turns[at]["tool_calls"].as_array().is_none_or(Vec::is_empty),
+            "budget {budget}: the cut leaves calls without their results at {at}"
+        );
+        cuts.insert(at);
+    }
+    assert!(cuts.len() > 3, "the budgets tried too few cuts: {cuts:?}");
+}
