@@ -404,3 +404,86 @@ async fn a_summary_never_ends_between_tool_calls_and_their_results() {
     }
     assert!(cuts.len() > 3, "the budgets tried too few cuts: {cuts:?}");
 }
+
+/// The numbered marker of a generated turn, found in a transcript.
+fn marker(i: usize) -> String {
+    format!("<t{i:05}>")
+}
+
+#[tokio::test]
+async fn a_large_imported_session_is_folded_in_chunks_oldest_first_and_whole() {
+    const TURNS: usize = 10_000;
+    let (app, fake) = spawn_relay_on(Backend::Redis).await;
+    fake.set(Behaviour::reply(SUMMARY, 10, 5));
+    let messages: Vec<Value> = (0..TURNS)
+        .map(|i| {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            json!({"role": role, "content":
+                format!("{} the parcel is still in transit to the depot.", marker(i))})
+        })
+        .collect();
+    let item = json!({"session_id": "large", "max_context_tokens": 1000, "messages": messages});
+    let reply = import(&app, "create", &[item]).await;
+    assert_eq!(
+        reply.body["results"][0]["status"], "created",
+        "{}",
+        reply.body
+    );
+
+    let compact = app
+        .call(Method::POST, "/v1/sessions/large/compact", None)
+        .await;
+    assert_eq!(compact.body["outcome"], "compacted", "{}", compact.body);
+    let folded = usize::try_from(compact.body["folded_messages"].as_u64().unwrap()).unwrap();
+    assert!(folded > TURNS - 100, "{}", compact.body);
+
+    let calls: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| is_summarizer_call(r))
+        .map(|r| r["messages"][1]["content"].as_str().unwrap().to_string())
+        .collect();
+    assert!(calls.len() > 3, "{} chunks", calls.len());
+    assert_eq!(compact.body["summarizer_calls"], calls.len());
+    // Each chunk is folded on top of the summary the previous one left.
+    assert!(
+        calls[0].starts_with("Current summary:\n(none yet)"),
+        "{}",
+        calls[0]
+    );
+    for call in &calls[1..] {
+        assert!(
+            call.starts_with(&format!("Current summary:\n{SUMMARY}")),
+            "{call}"
+        );
+    }
+    // Every folded turn is sent exactly once, in order: chunk after chunk, oldest first.
+    let mut next = 0;
+    for call in &calls {
+        let mut rest = call.as_str();
+        while let Some(at) = rest.find("<t") {
+            assert!(
+                rest[at..].starts_with(&marker(next)),
+                "turn {next} expected: {}",
+                &rest[at..at + 10]
+            );
+            rest = &rest[at + marker(next).len()..];
+            next += 1;
+        }
+    }
+    assert_eq!(
+        next, folded,
+        "every folded turn sent once, none of the kept ones"
+    );
+    // The watermark sits right after the last turn sent: the next one is the first kept.
+    let upto = compact.body["summary"]["upto_message_id"].as_str().unwrap();
+    let page = app
+        .call(
+            Method::GET,
+            &format!("/v1/sessions/large/messages?limit=1&after={upto}"),
+            None,
+        )
+        .await;
+    let first_kept = page.body["data"][0]["content"].as_str().unwrap();
+    assert!(first_kept.starts_with(&marker(folded)), "{}", page.body);
+}
