@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_upstream::{Behaviour, FakeUpstream},
-    helpers::{Backend, TestApp},
+    helpers::{Backend, TestApp, spawn_with},
     import_export::{export_session, import},
-    messages::spawn_relay_on,
+    messages::{relay_settings, spawn_relay_on},
 };
 
 const FIRST_FACT: &str = "My name is Ada Lovelace and my order number is 4471.";
@@ -486,4 +486,73 @@ async fn a_large_imported_session_is_folded_in_chunks_oldest_first_and_whole() {
         .await;
     let first_kept = page.body["data"][0]["content"].as_str().unwrap();
     assert!(first_kept.starts_with(&marker(folded)), "{}", page.body);
+}
+
+/// A slow summarizer: jobs started together overlap.
+fn slow_summary() -> Behaviour {
+    Behaviour::Reply {
+        content: Some(SUMMARY.into()),
+        prompt_tokens: 10,
+        completion_tokens: 5,
+        delay: Duration::from_millis(300),
+    }
+}
+
+#[tokio::test]
+async fn two_instances_racing_on_one_session_fold_it_once() {
+    let (settings, fake) = relay_settings(Backend::Redis, None).await;
+    let (one, two) = (
+        spawn_with(settings.clone()).await,
+        spawn_with(settings).await,
+    );
+    fake.set(Behaviour::reply(SUMMARY, 10, 5));
+    let session = one.create_session(json!({"max_context_tokens": 400})).await;
+    let id = session["session_id"].as_str().unwrap().to_string();
+    long_conversation(&one, &id).await;
+    fake.set(slow_summary());
+    let before = fake.requests().len();
+
+    let path = format!("/v1/sessions/{id}/compact");
+    let (a, b) = tokio::join!(
+        one.call(Method::POST, &path, None),
+        two.call(Method::POST, &path, None)
+    );
+    let mut outcomes = [a.body["outcome"].clone(), b.body["outcome"].clone()];
+    outcomes.sort_by_key(|o| o != "compacted");
+    assert_eq!(outcomes[0], "compacted", "{} / {}", a.body, b.body);
+    assert!(
+        outcomes[1] == "busy" || outcomes[1] == "nothing_to_fold",
+        "{} / {}",
+        a.body,
+        b.body
+    );
+    let winner = if a.body["outcome"] == "compacted" {
+        &a
+    } else {
+        &b
+    };
+    let calls = winner.body["summarizer_calls"].as_u64().unwrap();
+    // Only the winner's chunks reached the summarizer.
+    let sent = fake.requests()[before..]
+        .iter()
+        .filter(|r| is_summarizer_call(r))
+        .count();
+    assert_eq!(sent as u64, calls);
+
+    // Both instances read the same summary, covering the turns the winner folded.
+    let folded = winner.body["folded_messages"].as_u64().unwrap() as usize;
+    let turns = messages_of(&two, &id).await;
+    assert_eq!(turns.len(), 28);
+    for app in [&one, &two] {
+        let now = app
+            .call(Method::GET, &format!("/v1/sessions/{id}"), None)
+            .await;
+        assert_eq!(now.body["summary"], winner.body["summary"], "{}", now.body);
+        assert_eq!(
+            now.body["summary"]["upto_message_id"],
+            turns[folded - 1]["id"]
+        );
+    }
+    let again = two.call(Method::POST, &path, None).await;
+    assert_eq!(again.body["outcome"], "nothing_to_fold", "{}", again.body);
 }

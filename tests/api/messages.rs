@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use session_relay::{
-    config::{ModelSettings, ProviderKind, ProviderSettings},
+    config::{ModelSettings, ProviderKind, ProviderSettings, Settings},
     domain::{
         message::{Message, Role, Turn, message_id},
         tokens::{REPLY_PRIMING_TOKENS, TokenCounter, Tokenizer},
@@ -61,6 +61,16 @@ pub(crate) async fn spawn_relay_at(
     backend: Backend,
     redis_url: Option<String>,
 ) -> (TestApp, FakeUpstream) {
+    let (settings, fake) = relay_settings(backend, redis_url).await;
+    (spawn_with(settings).await, fake)
+}
+
+/// The settings of [`spawn_relay_at`] and the fake they name: apps spawned with clones
+/// of them are instances of one service (one key prefix, one Redis, one upstream).
+pub(crate) async fn relay_settings(
+    backend: Backend,
+    redis_url: Option<String>,
+) -> (Settings, FakeUpstream) {
     let fake = FakeUpstream::start().await;
     let mut settings = test_settings(backend, redis_url);
     settings.providers.push(ProviderSettings {
@@ -78,7 +88,7 @@ pub(crate) async fn spawn_relay_at(
         .models
         .push(model_settings(FALLBACK, FALLBACK_PRICES));
     settings.sessions.default_model = MODEL.into();
-    (spawn_with(settings).await, fake)
+    (settings, fake)
 }
 
 fn tokens(role: Role, content: &str) -> u32 {
