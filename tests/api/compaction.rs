@@ -12,6 +12,7 @@ use crate::{
     helpers::{Backend, TestApp, spawn_with},
     import_export::{export_session, import},
     messages::{relay_settings, spawn_relay_on},
+    redis_server::{RedisServer, free_port},
 };
 
 const FIRST_FACT: &str = "My name is Ada Lovelace and my order number is 4471.";
@@ -555,4 +556,83 @@ async fn two_instances_racing_on_one_session_fold_it_once() {
     }
     let again = two.call(Method::POST, &path, None).await;
     assert_eq!(again.body["outcome"], "nothing_to_fold", "{}", again.body);
+}
+
+#[tokio::test]
+async fn redis_down_mid_job_loses_no_turn_and_a_later_job_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut redis = RedisServer::start_durable(port, dir.path());
+    let (mut settings, fake) = relay_settings(Backend::Redis, Some(redis.url())).await;
+    // A lease left behind by the failed job lapses soon.
+    settings.compaction.lease_seconds = 1;
+    let app = spawn_with(settings).await;
+    fake.set(Behaviour::reply(SUMMARY, 10, 5));
+    let session = app.create_session(json!({"max_context_tokens": 400})).await;
+    let id = session["session_id"].as_str().unwrap().to_string();
+    long_conversation(&app, &id).await;
+    let turns = messages_of(&app, &id).await;
+    fake.set(Behaviour::Reply {
+        content: Some(SUMMARY.into()),
+        prompt_tokens: 10,
+        completion_tokens: 5,
+        delay: Duration::from_millis(800),
+    });
+
+    let path = format!("/v1/sessions/{id}/compact");
+    let job = {
+        let (app, path) = (app.as_tenant(&app.key), path.clone());
+        tokio::spawn(async move { app.call(Method::POST, &path, None).await })
+    };
+    // The job has read the session and waits on the summarizer: Redis goes away.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !fake.requests().iter().any(is_summarizer_call) {
+        assert!(
+            Instant::now() < deadline,
+            "the job never called the summarizer"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    redis.stop();
+    let failed = job.await.unwrap();
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    assert_eq!(failed.body["error"], "store_unavailable", "{}", failed.body);
+
+    let _redis = RedisServer::start_durable(port, dir.path());
+    fake.set(Behaviour::reply(SUMMARY, 10, 5));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let back = loop {
+        let reply = app
+            .call(Method::GET, &format!("/v1/sessions/{id}"), None)
+            .await;
+        if reply.status == 200 {
+            break reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis never came back: {}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        back.body["summary"].is_null(),
+        "the failed job wrote: {}",
+        back.body
+    );
+    let done = loop {
+        let reply = app.call(Method::POST, &path, None).await;
+        if reply.status == 200 && reply.body["outcome"] == "compacted" {
+            break reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no later job folded: {}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(done.body["folded_messages"].as_u64().unwrap() > 0);
+    // Every turn is still there, as it was.
+    assert_eq!(messages_of(&app, &id).await, turns);
 }
