@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     domain::{
-        compaction::{MAX_SUMMARY_BYTES, Summary, SummaryPatch},
+        compaction::{SPLITS_A_UNIT, Summary, SummaryPatch, check_summary_text},
         message::{Role, message_index},
         scope::SessionKey,
         session::StoredSession,
@@ -184,17 +184,9 @@ async fn summary_of(
         .get(1)
         .is_some_and(|t| t.message.role.is_call_result())
     {
-        return Err(ApiError::invalid(
-            field,
-            "a summary may not end between tool calls and their results",
-        ));
+        return Err(ApiError::invalid(field, SPLITS_A_UNIT));
     }
-    if patch.text.trim().is_empty() || patch.text.len() > MAX_SUMMARY_BYTES {
-        return Err(ApiError::invalid(
-            "summary.text",
-            format!("1 to {MAX_SUMMARY_BYTES} bytes"),
-        ));
-    }
+    check_summary_text(&patch.text)?;
     let model = crate::conversation::upstream::known_model(state, &session.config.model)?;
     let text = crate::domain::compaction::summary_turn_text(&patch.text);
     Ok(Summary {

@@ -190,6 +190,20 @@ pub struct SummaryPatch {
 
 pub const MAX_SUMMARY_BYTES: usize = 64 * 1024;
 
+/// Why a summary given by hand (PATCH, import) may not end where it says.
+pub const SPLITS_A_UNIT: &str = "a summary may not end between tool calls and their results";
+
+/// The text of a summary given by hand: something, and not more than a summary holds.
+pub fn check_summary_text(text: &str) -> Result<(), DomainError> {
+    if text.trim().is_empty() || text.len() > MAX_SUMMARY_BYTES {
+        return Err(DomainError::invalid(
+            "summary.text",
+            format!("1 to {MAX_SUMMARY_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// The delimited system turn the summary is sent as: the model must not take it for
 /// something the user or the assistant said.
 pub fn summary_turn_text(summary: &str) -> String {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::domain::{
-    compaction::MAX_SUMMARY_BYTES,
+    compaction::{SPLITS_A_UNIT, check_summary_text},
     content::Content,
     error::DomainError,
     json,
@@ -258,18 +258,9 @@ fn check_summary(summary: &SummaryRecord, messages: &[MessageRecord]) -> Result<
         .get(upto + 1)
         .is_some_and(|m| m.role.is_call_result())
     {
-        return Err(DomainError::invalid(
-            field,
-            "a summary may not end between tool calls and their results",
-        ));
+        return Err(DomainError::invalid(field, SPLITS_A_UNIT));
     }
-    if summary.text.trim().is_empty() || summary.text.len() > MAX_SUMMARY_BYTES {
-        return Err(DomainError::invalid(
-            "summary.text",
-            format!("1 to {MAX_SUMMARY_BYTES} bytes"),
-        ));
-    }
-    Ok(())
+    check_summary_text(&summary.text)
 }
 
 /// Append adds history only: settings in the item would be silently dropped, so they are refused.

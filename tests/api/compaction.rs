@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::{
     fake_upstream::{Behaviour, FakeUpstream},
     helpers::{Backend, TestApp, spawn_with},
-    import_export::{export_session, import},
+    import_export::{export_session, history, import},
     messages::{relay_settings, spawn_relay_on},
     redis_server::{RedisServer, free_port},
 };
@@ -219,18 +219,6 @@ fn line_of(export: &str) -> Value {
     serde_json::from_str(export.trim_end()).unwrap()
 }
 
-async fn messages_of(app: &TestApp, id: &str) -> Vec<Value> {
-    let page = app
-        .call(
-            Method::GET,
-            &format!("/v1/sessions/{id}/messages?limit=1000"),
-            None,
-        )
-        .await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    page.body["data"].as_array().unwrap().clone()
-}
-
 async fn export_and_import_carry_the_summary(backend: Backend) {
     let (app, fake) = spawn_relay_on(backend).await;
     fake.set(Behaviour::reply(SUMMARY, 10, 5));
@@ -238,7 +226,7 @@ async fn export_and_import_carry_the_summary(backend: Backend) {
     long_conversation(&app, &id).await;
     let session = wait_for_summary(&app, &id).await;
     let upto_id = session["summary"]["upto_message_id"].as_str().unwrap();
-    let index = messages_of(&app, &id)
+    let index = history(&app, &id)
         .await
         .iter()
         .position(|m| m["id"] == upto_id)
@@ -263,7 +251,7 @@ async fn export_and_import_carry_the_summary(backend: Backend) {
     assert_eq!(summary["text"], session["summary"]["text"]);
     assert_eq!(summary["tokens"], session["summary"]["tokens"]);
     assert_eq!(summary["updated_at"], session["summary"]["updated_at"]);
-    let turns = messages_of(&app, "restored").await;
+    let turns = history(&app, "restored").await;
     assert_eq!(summary["upto_message_id"], turns[index]["id"]);
     // Exported again, the line is the same but for its id.
     let (_, again) = export_session(&app, "restored").await;
@@ -326,7 +314,7 @@ async fn an_imported_summary_must_cover_whole_turns_of_its_history() {
     let whole = app.call(Method::GET, "/v1/sessions/whole", None).await;
     assert_eq!(
         whole.body["summary"]["upto_message_id"],
-        messages_of(&app, "whole").await[2]["id"]
+        history(&app, "whole").await[2]["id"]
     );
 
     // Append adds history only.
@@ -372,13 +360,13 @@ fn tool_heavy_history(exchanges: usize) -> Vec<Value> {
 async fn a_summary_never_ends_between_tool_calls_and_their_results() {
     let (app, fake) = spawn_relay_on(Backend::Redis).await;
     fake.set(Behaviour::reply(SUMMARY, 10, 5));
-    let history = tool_heavy_history(12);
+    let exchanges = tool_heavy_history(12);
     let mut cuts = std::collections::HashSet::new();
     // Budgets 25 tokens apart: the kept tail ends up at every kind of turn, tool results
     // included, so a cut by turn count alone would land inside a unit for some of them.
     for (n, budget) in (300..=1200).step_by(25).enumerate() {
         let id = format!("tools-{n}");
-        let item = json!({"session_id": id, "max_context_tokens": budget, "messages": history});
+        let item = json!({"session_id": id, "max_context_tokens": budget, "messages": exchanges});
         let reply = import(&app, "create", &[item]).await;
         assert_eq!(
             reply.body["results"][0]["status"], "created",
@@ -389,7 +377,7 @@ async fn a_summary_never_ends_between_tool_calls_and_their_results() {
             .call(Method::POST, &format!("/v1/sessions/{id}/compact"), None)
             .await;
         assert_eq!(compact.body["outcome"], "compacted", "{}", compact.body);
-        let turns = messages_of(&app, &id).await;
+        let turns = history(&app, &id).await;
         let upto = compact.body["summary"]["upto_message_id"].clone();
         let at = turns.iter().position(|t| t["id"] == upto).unwrap();
         let next = &turns[at + 1];
@@ -542,7 +530,7 @@ async fn two_instances_racing_on_one_session_fold_it_once() {
 
     // Both instances read the same summary, covering the turns the winner folded.
     let folded = winner.body["folded_messages"].as_u64().unwrap() as usize;
-    let turns = messages_of(&two, &id).await;
+    let turns = history(&two, &id).await;
     assert_eq!(turns.len(), 28);
     for app in [&one, &two] {
         let now = app
@@ -571,7 +559,7 @@ async fn redis_down_mid_job_loses_no_turn_and_a_later_job_succeeds() {
     let session = app.create_session(json!({"max_context_tokens": 400})).await;
     let id = session["session_id"].as_str().unwrap().to_string();
     long_conversation(&app, &id).await;
-    let turns = messages_of(&app, &id).await;
+    let turns = history(&app, &id).await;
     fake.set(Behaviour::Reply {
         content: Some(SUMMARY.into()),
         prompt_tokens: 10,
@@ -634,5 +622,5 @@ async fn redis_down_mid_job_loses_no_turn_and_a_later_job_succeeds() {
     };
     assert!(done.body["folded_messages"].as_u64().unwrap() > 0);
     // Every turn is still there, as it was.
-    assert_eq!(messages_of(&app, &id).await, turns);
+    assert_eq!(history(&app, &id).await, turns);
 }

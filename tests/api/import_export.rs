@@ -55,7 +55,8 @@ pub async fn export(app: &TestApp, path: &str) -> (StatusCode, String) {
     (response.status(), response.text().await.unwrap())
 }
 
-async fn history(app: &TestApp, id: &str) -> Vec<Value> {
+/// Every stored turn of a session (up to 1000), oldest first.
+pub async fn history(app: &TestApp, id: &str) -> Vec<Value> {
     let reply = app
         .call(
             Method::GET,
