@@ -8,9 +8,9 @@ use crate::domain::compaction::{CompactionMode, CompactionPolicy};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompactionSettings {
-    /// `None`: `off` (see README: a summary is a model call nobody configured, and the
-    /// zero-config echo model cannot summarize).
-    pub mode: Option<CompactionMode>,
+    /// `off` unless set (see README: a summary is a model call nobody configured, and
+    /// the zero-config echo model cannot summarize).
+    pub mode: CompactionMode,
     pub trigger_ratio: f64,
     pub keep_ratio: f64,
     /// The summarizer; `None`: each session's own model.
@@ -29,7 +29,7 @@ impl Default for CompactionSettings {
     fn default() -> Self {
         let policy = CompactionPolicy::default();
         CompactionSettings {
-            mode: None,
+            mode: CompactionMode::Off,
             trigger_ratio: policy.trigger_ratio,
             keep_ratio: policy.keep_ratio,
             model: None,
@@ -42,12 +42,10 @@ impl Default for CompactionSettings {
 }
 
 impl CompactionSettings {
-    /// The policy of a new session on a store of `store_kind`.
-    pub fn policy(&self, store_kind: &str) -> CompactionPolicy {
-        let _ = store_kind;
-        let fallback = CompactionMode::Off;
+    /// The policy of a new session that names none.
+    pub fn policy(&self) -> CompactionPolicy {
         CompactionPolicy {
-            mode: self.mode.unwrap_or(fallback),
+            mode: self.mode,
             trigger_ratio: self.trigger_ratio,
             keep_ratio: self.keep_ratio,
             model: self.model.clone(),

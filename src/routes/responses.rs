@@ -310,7 +310,7 @@ fn new_session(state: &AppState, caller: &Caller, model: &str) -> SessionConfig 
         max_cost_usd: None,
         tools: Vec::new(),
         response_format: None,
-        compaction: state.settings.compaction.policy(state.store.kind()),
+        compaction: state.settings.compaction.policy(),
         created_at: Utc::now(),
     }
 }

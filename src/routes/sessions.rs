@@ -135,7 +135,7 @@ async fn make(
 
 fn new_config(state: &AppState, caller: &Caller, body: CreateSession) -> SessionConfig {
     let defaults = &state.settings.sessions;
-    let mut compaction = state.settings.compaction.policy(state.store.kind());
+    let mut compaction = state.settings.compaction.policy();
     if let Some(patch) = body.compaction {
         compaction.apply(patch);
     }
