@@ -6,7 +6,7 @@
 //! store's compaction lease keeps it to one job per session; within one, `running` saves
 //! asking the store.
 
-mod job;
+pub mod job;
 
 use std::{
     collections::{HashMap, HashSet},

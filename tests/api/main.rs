@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod command_line;
 mod compaction;
+mod compaction_interleaving;
 mod exposure;
 mod fake_upstream;
 mod faults;

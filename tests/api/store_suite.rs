@@ -55,7 +55,7 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-fn config(tenant: &str, user_id: Option<&str>) -> SessionConfig {
+pub fn config(tenant: &str, user_id: Option<&str>) -> SessionConfig {
     SessionConfig {
         tenant: tenant.into(),
         user_id: user_id.map(str::to_string),
