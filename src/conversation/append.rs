@@ -3,10 +3,15 @@
 
 use chrono::Utc;
 
-use super::{context::FIRST_CHUNK, lease::Lease, upstream};
+use super::{
+    context::{FIRST_CHUNK, session_budget},
+    lease::Lease,
+    upstream,
+};
 use crate::{
     auth::Caller,
     domain::{
+        compaction::unfolded_tokens,
         message::{Message, Turn, message_id},
         session::{UsageTotals, is_session_id, new_id, now_ms},
         tokens::TokenCounter,
@@ -52,7 +57,8 @@ pub async fn append_turns(
         .release_on_err(checked.map_err(ApiError::from))
         .await?;
     let model = upstream::known_model(state, &session.config.model);
-    let tokenizer = lease.release_on_err(model).await?.tokenizer;
+    let model = lease.release_on_err(model).await?;
+    let tokenizer = model.tokenizer;
     let (counter, now) = (TokenCounter::shared(), Utc::now());
     let stored: Vec<Turn> = (turns.into_iter().zip(session.message_count..))
         .map(|(message, index)| {
@@ -74,6 +80,11 @@ pub async fn append_turns(
     {
         CommitOutcome::Committed => {
             lease.committed();
+            let floor = session.summary.as_ref().map_or(0, |s| s.upto);
+            let added: u64 = stored.iter().map(|t| u64::from(t.tokens)).sum();
+            let unfolded = unfolded_tokens(&tail, session.message_count, floor);
+            let budget = session_budget(&state.settings, &session, &model);
+            (state.compaction).after_commit(&session, unfolded.map(|t| t + added), budget);
             Ok(stored)
         }
         CommitOutcome::Missing => Err(ApiError::SessionNotFound),

@@ -1,6 +1,7 @@
 //! Reads just enough history from the store and turns it into the upstream prompt.
 
 use crate::{
+    config::Settings,
     domain::{
         compaction::summary_turn_text,
         context::{ContextInput, build_context},
@@ -64,6 +65,12 @@ pub fn budget(session: &StoredSession, model: &Model, max_tokens: u32) -> u32 {
         .config
         .max_context_tokens
         .unwrap_or_else(|| model.context_tokens.saturating_sub(max_tokens))
+}
+
+/// The budget of the session's own sends: `budget` with its answers' `max_tokens`.
+pub fn session_budget(settings: &Settings, session: &StoredSession, model: &Model) -> u32 {
+    let max_tokens = (session.config.max_tokens).unwrap_or(settings.sessions.default_max_tokens);
+    budget(session, model, max_tokens)
 }
 
 /// The newest turns a context starts from, for a preview (a send gets them from `admit`).

@@ -11,7 +11,7 @@ pub mod fold;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{error::DomainError, session::ModelCatalog};
+use crate::domain::{error::DomainError, message::Turn, session::ModelCatalog};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -144,6 +144,15 @@ impl CompactionPolicy {
         self.mode == CompactionMode::Auto
             && unfolded as f64 > self.trigger_ratio * f64::from(budget)
     }
+}
+
+/// What the turns after the watermark `upto` cost, if `newest` (the last turns of a
+/// history of `count`) reaches back to it; `None` when older ones are not among them.
+pub fn unfolded_tokens(newest: &[Turn], count: u64, upto: u64) -> Option<u64> {
+    let first = count.checked_sub(newest.len() as u64)?;
+    let covered = usize::try_from(upto.checked_sub(first)?).ok()?;
+    let after = newest.iter().skip(covered).filter(|t| !t.deleted);
+    Some(after.map(|t| u64::from(t.tokens)).sum())
 }
 
 /// What the summary of a session says and which turns it covers.

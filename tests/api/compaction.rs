@@ -198,6 +198,48 @@ async fn an_operator_can_clear_or_replace_the_summary() {
     assert_eq!(bad.status, 400);
 }
 
+/// Turns added as conversation items, without a send, start a job as a send's do.
+#[tokio::test]
+async fn conversation_items_that_outgrow_the_budget_are_folded_too() {
+    let (app, fake) = spawn_relay_on(Backend::Redis).await;
+    fake.set(Behaviour::reply(SUMMARY, 10, 5));
+    let id = compacting_session(&app).await;
+    let item = |i: usize| {
+        let text = format!("Item {i}: tell me more about the shipping options please, in detail.");
+        let role = if i.is_multiple_of(2) {
+            "user"
+        } else {
+            "assistant"
+        };
+        let kind = if role == "user" {
+            "input_text"
+        } else {
+            "output_text"
+        };
+        json!({"type": "message", "role": role, "content": [{"type": kind, "text": text}]})
+    };
+    let mut items = vec![item(0)];
+    items[0]["content"][0]["text"] = json!(FIRST_FACT);
+    items.extend((1..20).map(item));
+    let path = format!("/v1/conversations/conv_{id}/items");
+    let added = app
+        .call(Method::POST, &path, Some(json!({ "items": items })))
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert_eq!(fake.requests().len(), 0, "items ask no model");
+    let session = wait_for_summary(&app, &id).await;
+    assert_eq!(session["summary"]["text"], SUMMARY);
+    let sent = fake.requests();
+    assert!(
+        sent.iter().all(is_summarizer_call),
+        "only the summarizer was called"
+    );
+    assert!(
+        sent[0].to_string().contains("4471"),
+        "the first item was folded"
+    );
+}
+
 #[tokio::test]
 async fn the_compact_route_runs_now_and_a_second_run_folds_nothing_new() {
     let (app, fake) = spawn_relay_on(Backend::Memory).await;
