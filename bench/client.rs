@@ -18,6 +18,8 @@ pub const MODEL: &str = "bench-model";
 pub const SLOW_MODEL: &str = "bench-model-slow";
 /// Routed to the fake's tool-calling mode: every answer calls a tool.
 pub const TOOL_MODEL: &str = "bench-model-tools";
+/// Routed to the fake's summarizer mode.
+pub const SUMMARY_MODEL: &str = "bench-summarizer";
 /// 200 bytes of ordinary prose: the size of every stored message and of every new one.
 pub const TEXT: &str = "Thanks for the quick reply. Could you check whether the refund for order 44719 \
     went out, and if it did, tell me when it should reach my card? I also need the invoice \
@@ -33,6 +35,7 @@ pub fn service_toml(upstream: &str) -> String {
         (MODEL, "instant"),
         (SLOW_MODEL, "slow"),
         (TOOL_MODEL, "tools"),
+        (SUMMARY_MODEL, "summary"),
     ] {
         toml.push_str(&format!(
             "[[providers]]\nname = \"fake-{mode}\"\nkind = \"openai\"\nbase_url = \"{upstream}/{mode}/v1\"\n\n\
@@ -247,6 +250,24 @@ impl Client {
             .as_str()
             .ok_or("no session_id")?
             .to_string())
+    }
+
+    /// A session of `max_context_tokens` with compaction in `mode` (summarized by the
+    /// fake's summarizer mode), no turns yet.
+    pub async fn create_compacting(&self, budget: u32, mode: &str) -> String {
+        let body = json!({"model": MODEL, "system_prompt": SYSTEM, "max_context_tokens": budget,
+                          "compaction": {"mode": mode, "model": SUMMARY_MODEL}});
+        let reply = self.post(format!("{}/v1/sessions", self.relay), bytes(body));
+        let reply: Value = serde_json::from_slice(&reply.await.unwrap()).unwrap();
+        reply["session_id"].as_str().unwrap().to_string()
+    }
+
+    /// Sends `text` on `session`; returns the prompt tokens the service says it sent.
+    pub async fn say(&self, session: &str, text: &str) -> Result<u64, String> {
+        let url = format!("{}/v1/sessions/{session}/messages", self.relay);
+        let reply = self.post(url, bytes(json!({"content": text}))).await?;
+        let reply: Value = serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
+        (reply["context"]["tokens"].as_u64()).ok_or_else(|| "no context.tokens".to_string())
     }
 
     pub async fn get(&self, session: &str) -> Outcome {

@@ -1,7 +1,7 @@
 //! The benchmark harness: a private `redis-server`, a fake upstream (instant and 50 ms),
 //! the service binary as its own process, and bounded load over loopback. Prints one
 //! table: send overhead by concurrency, the throughput frontier, history length, Redis
-//! bytes, service RSS, import throughput.
+//! bytes, service RSS, import throughput, context compression on a long conversation.
 //!
 //! `cargo bench --bench relay` runs the full measurement (release build); run under
 //! `cargo test --all-targets` (no `--bench` argument) it makes a smoke pass of every
@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod client;
+mod compaction;
 mod import;
 mod load;
 mod procs;
@@ -29,6 +30,7 @@ pub struct Plan {
     /// Sends and creates behind the Redis bytes figures.
     pub memory_count: usize,
     pub import_mb: usize,
+    pub compaction: compaction::Replay,
 }
 
 impl Plan {
@@ -53,6 +55,11 @@ impl Plan {
             },
             memory_count: 1000,
             import_mb: 200,
+            compaction: compaction::Replay {
+                conversations: 8,
+                exchanges: 150,
+                budget: 4000,
+            },
         }
     }
 
@@ -77,6 +84,11 @@ impl Plan {
             },
             memory_count: 10,
             import_mb: 4,
+            compaction: compaction::Replay {
+                conversations: 1,
+                exchanges: 16,
+                budget: 600,
+            },
         }
     }
 }

@@ -64,6 +64,9 @@ pub async fn run(plan: &Plan) {
     println!();
     latencies(&client, plan, &sessions).await;
     println!();
+    let baseline = direct(&client, 1, &plan.closed, false).await;
+    crate::compaction::run(&client, &plan.compaction, &baseline).await;
+    println!();
     frontiers(&client, plan, sessions.pool).await;
     let load_rss = sampler.finish();
 

@@ -2,18 +2,65 @@
 //! `/instant/v1` and after a fixed delay under `/slow/v1`, always with the same completion
 //! (one message of `TEXT`, so a stored answer is as long as a stored question); and under
 //! `/tools/v1` with a call of a tool, as JSON or, to a request that streams, as OpenAI's
-//! chunks (the call's id and name, then its arguments in three fragments).
+//! chunks (the call's id and name, then its arguments in three fragments); and under
+//! `/summary/v1` as a summarizer, with a summary of about 250 tokens, counting its calls
+//! and the tokens it was sent ([`summarizer_counts`]).
 
-use std::{net::TcpListener, time::Duration};
+use std::{
+    net::TcpListener,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use bytes::Bytes;
-use serde_json::json;
+use serde_json::{Value, json};
+use session_relay::domain::tokens::{TokenCounter, Tokenizer};
 
 use crate::client::{MODEL, TEXT};
 
 /// The delay of the slow mode: a stand-in for a real model's time to answer.
 pub const SLOW_DELAY: Duration = Duration::from_millis(50);
+
+/// What a summarizer of a long support conversation writes: names, numbers, decisions.
+pub const SUMMARY: &str = "The customer, Dana Whitfield (account 88213), contacted support about \
+    order 44719, a pair of trail shoes paid by card. The order arrived with the left shoe in size \
+    42 and the right in 43; she asked for an exchange, then a refund. The refund of 129.90 EUR was \
+    approved on the 3rd and sent to the card ending 4417; banks take three to five working days. \
+    She moved to 14 Harbour Lane, Leith, EH6 6JJ, and asked for the invoice to go there; the \
+    address was updated and a corrected invoice promised by email. She also asked about the \
+    loyalty points of the returned order (they are removed with the refund) and whether the \
+    replacement pair in size 43 is back in stock (expected next week; she wants an email when it \
+    is). Open: confirmation that the refund reached the card, the corrected invoice, the stock \
+    email. She prefers short answers and no phone calls.";
+
+static SUMMARIZER_CALLS: AtomicU64 = AtomicU64::new(0);
+static SUMMARIZER_PROMPT_TOKENS: AtomicU64 = AtomicU64::new(0);
+
+/// Calls of the summarizer mode so far, and the tokens of the messages they carried
+/// (o200k, content only).
+pub fn summarizer_counts() -> (u64, u64) {
+    (
+        SUMMARIZER_CALLS.load(Ordering::Relaxed),
+        SUMMARIZER_PROMPT_TOKENS.load(Ordering::Relaxed),
+    )
+}
+
+fn summarize(body: &[u8]) -> HttpResponse {
+    let request: Value = serde_json::from_slice(body).unwrap_or_default();
+    let counter = TokenCounter::shared();
+    let tokens: u64 = (request["messages"].as_array().into_iter().flatten())
+        .filter_map(|m| m["content"].as_str())
+        .map(|text| u64::from(counter.count_text(Tokenizer::O200kBase, text)))
+        .sum();
+    SUMMARIZER_CALLS.fetch_add(1, Ordering::Relaxed);
+    SUMMARIZER_PROMPT_TOKENS.fetch_add(tokens, Ordering::Relaxed);
+    let reply = json!({
+        "id": "cmpl-summary", "object": "chat.completion", "created": 0, "model": "summarizer",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": SUMMARY}, "finish_reason": "stop"}]
+    });
+    HttpResponse::Ok().json(reply)
+}
 
 /// Starts the fake on a free loopback port; returns its base URL (no path).
 pub fn start() -> String {
@@ -44,6 +91,10 @@ pub fn start() -> String {
                     };
                     async move { HttpResponse::Ok().content_type(kind).body(reply) }
                 }),
+            )
+            .route(
+                "/summary/v1/chat/completions",
+                web::post().to(|body: Bytes| async move { summarize(&body) }),
             )
             .route(
                 "/instant/v1/chat/completions",
