@@ -79,6 +79,7 @@ async fn create(
         lookup::Target::Session { id, continues } => (id, continues),
     };
     let asked = request.asked()?;
+    let echo = request.echo();
     let send = SendInput {
         batch: Batch::Items,
         model: Some(request.model.clone()),
@@ -93,7 +94,7 @@ async fn create(
         instructions: request.instructions.clone(),
         whole_history: request.truncation() == Truncation::Disabled,
         keep: request.keeps(),
-        record: Some(object::compact_echo(&request.echo(), &request.model)),
+        record: Some(object::compact_echo(&echo)),
         continues,
         ..SendInput::of_turns(turns, field_in_input)
     };
@@ -119,7 +120,7 @@ async fn create(
         id: ids::response_id(&prepared.session.id, &prepared.answer_id),
         created_at: Utc::now().timestamp(),
         model: request.model.clone(),
-        echo: request.echo(),
+        echo,
     };
     let answer_id = prepared.answer_id.clone();
     let answering = answer::of_send(&state, prepared, request.streaming()).await?;

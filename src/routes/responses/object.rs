@@ -1,5 +1,7 @@
 //! The response object: the request's parameters as it echoes them, and what came of it.
 
+use std::sync::LazyLock;
+
 use chrono::Utc;
 use serde_json::{Value, json};
 
@@ -96,7 +98,7 @@ pub fn stored(session: &str, session_model: &str, turn: &Turn) -> Value {
         id: ids::response_id(session, &turn.id),
         created_at: turn.created_at.timestamp(),
         model: model.to_string(),
-        echo: full_echo(record.map(|r| &r.request), model),
+        echo: full_echo(record.map(|r| &r.request)),
     };
     let (status, incomplete_details) = status(record.map_or("stop", |r| r.finish_reason.as_str()));
     response(
@@ -114,30 +116,54 @@ pub fn stored(session: &str, session_model: &str, turn: &Turn) -> Value {
     )
 }
 
-fn default_echo(model: &str) -> Value {
-    serde_json::from_value::<ResponsesRequest>(json!({ "model": model }))
+/// The echo of a request that sets nothing (the echo names no model): OpenAI's defaults.
+static DEFAULT_ECHO: LazyLock<Value> = LazyLock::new(|| {
+    serde_json::from_value::<ResponsesRequest>(json!({ "model": "" }))
         .map(|r| r.echo())
         .unwrap_or_else(|_| json!({}))
-}
+});
 
 /// What an answer's record keeps of its request's echo: only what differs from OpenAI's
 /// defaults (most of it does not), so a stored answer stays small.
-pub fn compact_echo(echo: &Value, model: &str) -> Value {
-    let defaults = default_echo(model);
+pub fn compact_echo(echo: &Value) -> Value {
     let Value::Object(echo) = echo else {
         return json!({});
     };
     let differs = echo
         .iter()
-        .filter(|(key, value)| defaults.get(key.as_str()) != Some(value));
+        .filter(|(key, value)| DEFAULT_ECHO.get(key.as_str()) != Some(value));
     Value::Object(differs.map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 /// The echo again: the defaults, with what the record kept over them.
-fn full_echo(kept: Option<&Value>, model: &str) -> Value {
-    let mut echo = default_echo(model);
+fn full_echo(kept: Option<&Value>) -> Value {
+    let mut echo = DEFAULT_ECHO.clone();
     if let (Value::Object(echo), Some(Value::Object(kept))) = (&mut echo, kept) {
         echo.extend(kept.clone());
     }
     echo
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn echo_of(request: Value) -> Value {
+        serde_json::from_value::<ResponsesRequest>(request)
+            .unwrap()
+            .echo()
+    }
+
+    #[test]
+    fn a_record_keeps_only_what_differs_from_the_defaults_and_reads_back_whole() {
+        let plain = echo_of(json!({"model": "gpt-4o"}));
+        assert_eq!(compact_echo(&plain), json!({}));
+        assert_eq!(full_echo(Some(&json!({}))), plain);
+        let asked = echo_of(json!({"model": "gpt-4o", "temperature": 0.2, "truncation": "auto"}));
+        let kept = compact_echo(&asked);
+        assert_eq!(kept, json!({"temperature": 0.2, "truncation": "auto"}));
+        assert_eq!(full_echo(Some(&kept)), asked);
+    }
 }

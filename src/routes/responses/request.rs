@@ -197,6 +197,8 @@ impl ResponsesRequest {
 
     /// The request's parameters as the response object echoes them back.
     pub fn echo(&self) -> Value {
+        // What a client wrote as 0.2 is echoed as 0.2, not as the f32 nearest to it.
+        let as_written = |x: f32| x.to_string().parse::<f64>().unwrap_or(f64::from(x));
         let reasoning = self.reasoning.as_ref();
         json!({
             "instructions": self.instructions,
@@ -211,7 +213,7 @@ impl ResponsesRequest {
             "safety_identifier": self.safety_identifier,
             "service_tier": self.service_tier.map_or(json!("default"), |t| json!(t)),
             "store": self.keeps(),
-            "temperature": self.temperature.unwrap_or(1.0),
+            "temperature": self.temperature.map_or(1.0, as_written),
             "text": {
                 "format": self.text.as_ref().and_then(|t| t.format.clone()).unwrap_or_else(|| json!({"type": "text"})),
                 "verbosity": self.text.as_ref().and_then(|t| t.verbosity.clone()).unwrap_or_else(|| "medium".into()),
