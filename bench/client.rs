@@ -62,6 +62,8 @@ struct Bodies {
     /// `[1]` streamed.
     tool_chat: [Bytes; 2],
     tool_direct: [Bytes; 2],
+    /// A Responses API request up to its last field, which names what it continues.
+    respond: String,
 }
 
 /// Three function tools with a few typed parameters each, as an agent offers them.
@@ -149,6 +151,11 @@ impl Client {
             ),
             tool_chat: [false, true].map(|stream| tool_request(stream, false)),
             tool_direct: [false, true].map(|stream| tool_request(stream, true)),
+            respond: {
+                let body = json!({"model": MODEL, "input": TEXT, "truncation": "auto"});
+                let body = body.to_string();
+                format!("{},", &body[..body.len() - 1])
+            },
         };
         Client {
             http,
@@ -220,20 +227,22 @@ impl Client {
     }
 
     /// A Responses API request continuing `previous` (a response id, or `conv_<session>`
-    /// for the first of a chain); returns the new response's id.
+    /// for the first of a chain); returns the new response's id. Only the id is read of
+    /// the answer, as a send's answer is not read at all.
     pub async fn respond(&self, previous: &str) -> Result<String, String> {
-        let mut body = json!({"model": MODEL, "input": TEXT, "truncation": "auto"});
-        match previous.strip_prefix("conv_") {
-            Some(_) => body["conversation"] = json!(previous),
-            None => body["previous_response_id"] = json!(previous),
+        #[derive(serde::Deserialize)]
+        struct Created {
+            id: String,
         }
+        let field = match previous.starts_with("conv_") {
+            true => "conversation",
+            false => "previous_response_id",
+        };
+        let body = format!("{}\"{field}\":\"{previous}\"}}", self.bodies.respond);
         let url = format!("{}/v1/responses", self.relay);
-        let reply = self.post(url, bytes(body)).await?;
-        let reply: Value = serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
-        reply["id"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| "no response id".to_string())
+        let reply = self.post(url, Bytes::from(body)).await?;
+        let created: Created = serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
+        Ok(created.id)
     }
 
     /// A stateless OpenAI-format request carrying the whole context.
@@ -252,11 +261,12 @@ impl Client {
             .to_string())
     }
 
-    /// A session of `max_context_tokens` with compaction in `mode` (summarized by the
+    /// A session of `max_context_tokens` with the `compaction` policy (summarized by the
     /// fake's summarizer mode), no turns yet.
-    pub async fn create_compacting(&self, budget: u32, mode: &str) -> String {
+    pub async fn create_compacting(&self, budget: u32, mut compaction: Value) -> String {
+        compaction["model"] = json!(SUMMARY_MODEL);
         let body = json!({"model": MODEL, "system_prompt": SYSTEM, "max_context_tokens": budget,
-                          "compaction": {"mode": mode, "model": SUMMARY_MODEL}});
+                          "compaction": compaction});
         let reply = self.post(format!("{}/v1/sessions", self.relay), bytes(body));
         let reply: Value = serde_json::from_slice(&reply.await.unwrap()).unwrap();
         reply["session_id"].as_str().unwrap().to_string()

@@ -1,7 +1,10 @@
 //! Context compression on a long support conversation: the same 300-turn conversation
 //! (150 user messages, each answered) replayed on sessions with compaction `off` and
-//! `auto` at the same budget, send by send in turn so that drift hits all alike. Prints
-//! the prompt tokens per send, what the summarizer was asked, and send overhead.
+//! `auto` (default ratios, and a lower `keep_ratio`) at the same budget, send by send in
+//! turn so that drift hits all alike. Prints the prompt tokens per send, what the
+//! summarizer was asked, and send overhead.
+
+use serde_json::{Value, json};
 
 use crate::{
     client::Client,
@@ -55,10 +58,16 @@ struct Policy {
 
 pub async fn run(client: &Client, replay: &Replay, baseline: &Latencies) {
     let mut policies = Vec::new();
-    for (label, mode) in [("off", "off"), ("auto", "auto")] {
+    let policies_asked: [(&str, Value); 3] = [
+        ("off", json!({"mode": "off"})),
+        ("auto", json!({"mode": "auto"})),
+        ("auto, keep 0.3", json!({"mode": "auto", "keep_ratio": 0.3})),
+    ];
+    for (label, compaction) in policies_asked {
         let mut sessions = Vec::new();
         for _ in 0..replay.conversations {
-            sessions.push(client.create_compacting(replay.budget, mode).await);
+            let id = client.create_compacting(replay.budget, compaction.clone());
+            sessions.push(id.await);
         }
         policies.push(Policy {
             label,
@@ -88,8 +97,8 @@ pub async fn run(client: &Client, replay: &Replay, baseline: &Latencies) {
 
     report::section(&format!(
         "context compression: a {}-turn support conversation ({} user messages, each \
-         answered) replayed {} times per policy, budget {} tokens, default ratios (trigger \
-         0.8, keep 0.5)",
+         answered) replayed {} times per policy, budget {} tokens; `auto` with the default \
+         ratios (trigger 0.8, keep 0.5), then with keep_ratio 0.3",
         2 * replay.exchanges,
         replay.exchanges,
         replay.conversations,
@@ -114,17 +123,25 @@ pub async fn run(client: &Client, replay: &Replay, baseline: &Latencies) {
             ),
         );
     }
-    let (off, auto) = (per_send(&policies[0], 100), per_send(&policies[1], 100));
-    report::figure(
-        "auto against off: fewer prompt tokens over the last 100 sends",
-        format!("{:.1} %", 100.0 * (1.0 - auto / off.max(1.0))),
-    );
+    let off = per_send(&policies[0], 100);
+    for policy in &policies[1..] {
+        report::figure(
+            &format!(
+                "{} against off: fewer prompt tokens over the last 100 sends",
+                policy.label
+            ),
+            format!(
+                "{:.1} %",
+                100.0 * (1.0 - per_send(policy, 100) / off.max(1.0))
+            ),
+        );
+    }
     let calls = calls_after - calls_before;
     report::figure(
-        "summarizer calls per conversation, and prompt tokens per call",
+        "summarizer calls per conversation (both auto policies), and prompt tokens per call",
         format!(
             "{:.1}, {:.0} (answers of {} bytes)",
-            calls as f64 / replay.conversations as f64,
+            calls as f64 / (2 * replay.conversations) as f64,
             (tokens_after - tokens_before) as f64 / calls.max(1) as f64,
             upstream::SUMMARY.len()
         ),

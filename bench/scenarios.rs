@@ -119,24 +119,52 @@ async fn sends(client: &Client, sessions: &[String], bounds: &Closed) -> Latenci
     .await
 }
 
-/// Client `i` chains responses on `sessions[i]`, each by the previous one's id.
-async fn responses(client: &Client, sessions: &[String], bounds: &Closed) -> Latencies {
-    let chains: Arc<Vec<Mutex<String>>> = Arc::new(
-        sessions
-            .iter()
-            .map(|id| Mutex::new(format!("conv_{id}")))
+/// Client `i` alternates a send on `sends[i]` and a response chained on `chains[i]`
+/// (each by the previous one's id), so that both see the same moment of a noisy machine;
+/// the latencies of each kind apart.
+async fn alternating(
+    client: &Client,
+    sends: &[String],
+    chains: &[String],
+    bounds: &Closed,
+) -> (Latencies, Latencies) {
+    let sends = Arc::new(sends.to_vec());
+    let chains: Arc<Vec<Mutex<(String, usize)>>> = Arc::new(
+        (chains.iter())
+            .map(|id| Mutex::new((format!("conv_{id}"), 0)))
             .collect(),
     );
-    closed(client, sessions.len(), bounds, move |client, i| {
-        let chains = chains.clone();
+    let samples: Arc<[Mutex<Vec<f64>>; 2]> = Arc::default();
+    let recorded = samples.clone();
+    let all = closed(client, sends.len(), bounds, move |client, i| {
+        let (sends, chains, samples) = (sends.clone(), chains.clone(), samples.clone());
         async move {
-            let previous = chains[i].lock().unwrap().clone();
-            let next = client.respond(&previous).await?;
-            *chains[i].lock().unwrap() = next;
+            let (previous, turn) = chains[i].lock().unwrap().clone();
+            let started = std::time::Instant::now();
+            if turn % 2 == 0 {
+                client.send(&sends[i]).await?;
+                *chains[i].lock().unwrap() = (previous, turn + 1);
+            } else {
+                let next = client.respond(&previous).await?;
+                *chains[i].lock().unwrap() = (next, turn + 1);
+            }
+            let took = started.elapsed().as_secs_f64() * 1000.0;
+            samples[turn % 2].lock().unwrap().push(took);
             Ok(())
         }
     })
-    .await
+    .await;
+    // The warm-up's samples are left out, as the closed loop leaves them out.
+    let [send, respond] = &*recorded;
+    let kind = |kept: &Mutex<Vec<f64>>| {
+        let kept = kept.lock().unwrap();
+        let measured = kept.len().min(all.samples.len().div_ceil(2));
+        Latencies {
+            samples: kept[kept.len() - measured..].to_vec(),
+            elapsed: all.elapsed,
+        }
+    };
+    (kind(send), kind(respond))
 }
 
 async fn direct(client: &Client, c: usize, bounds: &Closed, slow: bool) -> Latencies {
@@ -163,8 +191,15 @@ async fn latencies(client: &Client, plan: &Plan, sessions: &Sessions) {
         let send = sends(client, &sessions.pool[..c], bounds).await;
         report::row("send (stateful), 10-turn session", c, &send, Some(&base));
         if c != plan.concurrencies[1] {
-            let chained = responses(client, &sessions.responses[..c], bounds).await;
-            let row = "responses.create, previous_response_id";
+            let (pool, chains) = (&sessions.pool[..c], &sessions.responses[..c]);
+            let (send, chained) = alternating(client, pool, chains, bounds).await;
+            report::row(
+                "  send, alternating with the next row",
+                c,
+                &send,
+                Some(&base),
+            );
+            let row = "  responses.create, previous_response_id";
             report::row(row, c, &chained, Some(&base));
         }
         let chat = closed(
