@@ -198,6 +198,46 @@ async fn an_operator_can_clear_or_replace_the_summary() {
     assert_eq!(bad.status, 400);
 }
 
+/// The OpenAI relay's session mode commits through the same path: its turns are folded,
+/// and its next request carries the summary in place of them.
+#[tokio::test]
+async fn the_relay_session_mode_folds_and_sends_the_summary() {
+    let (app, fake) = spawn_relay_on(Backend::Redis).await;
+    fake.set(Behaviour::reply(SUMMARY, 10, 5));
+    let id = compacting_session(&app).await;
+    let relay = |content: String| {
+        json!({"model": crate::messages::MODEL, "session_id": id,
+               "messages": [{"role": "user", "content": content}]})
+    };
+    let mut turns = vec![FIRST_FACT.to_string()];
+    turns.extend(
+        (1..14).map(|i| {
+            format!("Turn {i}: tell me more about the shipping options please, in detail.")
+        }),
+    );
+    for content in turns {
+        let reply = app
+            .call(Method::POST, "/v1/chat/completions", Some(relay(content)))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    wait_for_summary(&app, &id).await;
+    let asked = relay("What was my order number?".into());
+    let reply = app
+        .call(Method::POST, "/v1/chat/completions", Some(asked))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let sent = fake.last_messages();
+    let text = sent[0]["content"].as_str().unwrap();
+    assert!(
+        text.contains("<conversation_summary>") && text.contains("4471"),
+        "{text}"
+    );
+    let raw_first =
+        (sent.as_array().unwrap().iter()).any(|m| m["content"].as_str() == Some(FIRST_FACT));
+    assert!(!raw_first, "the folded turn is not sent again");
+}
+
 /// Turns added as conversation items, without a send, start a job as a send's do.
 #[tokio::test]
 async fn conversation_items_that_outgrow_the_budget_are_folded_too() {
