@@ -61,13 +61,35 @@ async fn wait_for_summary(app: &TestApp, id: &str) -> Value {
     }
 }
 
+/// The first fact, then thirteen turns of filler: more than a 400-token budget holds.
+fn long_conversation_texts() -> Vec<String> {
+    let filler =
+        |i| format!("Turn {i}: tell me more about the shipping options please, in detail.");
+    std::iter::once(FIRST_FACT.to_string())
+        .chain((1..14).map(filler))
+        .collect()
+}
+
 async fn long_conversation(app: &TestApp, id: &str) {
-    say(app, id, FIRST_FACT).await;
-    for i in 1..14 {
-        let filler =
-            format!("Turn {i}: tell me more about the shipping options please, in detail.");
-        say(app, id, &filler).await;
+    for text in long_conversation_texts() {
+        say(app, id, &text).await;
     }
+}
+
+/// The last upstream prompt opens with the summary (which holds the first fact) and no
+/// longer carries the folded first turn.
+fn assert_the_prompt_carries_the_summary(fake: &FakeUpstream) {
+    let sent = fake.last_messages();
+    let summary_turn = &sent[0];
+    assert_eq!(summary_turn["role"], "system");
+    let text = summary_turn["content"].as_str().unwrap();
+    assert!(
+        text.contains("<conversation_summary>") && text.contains("4471"),
+        "{text}"
+    );
+    let raw_first = (sent.as_array().unwrap().iter())
+        .any(|m| m["role"] == "user" && m["content"].as_str() == Some(FIRST_FACT));
+    assert!(!raw_first, "the folded turn is not sent again");
 }
 
 async fn folds_in_order_and_keeps_every_turn(backend: Backend) {
@@ -115,21 +137,7 @@ async fn folds_in_order_and_keeps_every_turn(backend: Backend) {
     let answer = say(&app, &id, "What was my order number?").await;
     assert!(answer["context"]["summary_tokens"].as_u64().unwrap() > 0);
     assert!(answer["context"]["tokens"].as_u64().unwrap() <= 400);
-    let sent = fake.last_messages();
-    let summary_turn = &sent[0];
-    assert_eq!(summary_turn["role"], "system");
-    let text = summary_turn["content"].as_str().unwrap();
-    assert!(
-        text.contains("<conversation_summary>") && text.contains("4471"),
-        "{text}"
-    );
-    let raw_first = sent
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "user")
-        .any(|m| m["content"].as_str() == Some(FIRST_FACT));
-    assert!(!raw_first, "the folded turn is not sent again");
+    assert_the_prompt_carries_the_summary(&fake);
 }
 
 #[tokio::test]
@@ -209,13 +217,7 @@ async fn the_relay_session_mode_folds_and_sends_the_summary() {
         json!({"model": crate::messages::MODEL, "session_id": id,
                "messages": [{"role": "user", "content": content}]})
     };
-    let mut turns = vec![FIRST_FACT.to_string()];
-    turns.extend(
-        (1..14).map(|i| {
-            format!("Turn {i}: tell me more about the shipping options please, in detail.")
-        }),
-    );
-    for content in turns {
+    for content in long_conversation_texts() {
         let reply = app
             .call(Method::POST, "/v1/chat/completions", Some(relay(content)))
             .await;
@@ -227,15 +229,7 @@ async fn the_relay_session_mode_folds_and_sends_the_summary() {
         .call(Method::POST, "/v1/chat/completions", Some(asked))
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let sent = fake.last_messages();
-    let text = sent[0]["content"].as_str().unwrap();
-    assert!(
-        text.contains("<conversation_summary>") && text.contains("4471"),
-        "{text}"
-    );
-    let raw_first =
-        (sent.as_array().unwrap().iter()).any(|m| m["content"].as_str() == Some(FIRST_FACT));
-    assert!(!raw_first, "the folded turn is not sent again");
+    assert_the_prompt_carries_the_summary(&fake);
 }
 
 /// Turns added as conversation items, without a send, start a job as a send's do.
