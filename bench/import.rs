@@ -3,6 +3,7 @@
 //! `import` subcommand, as an operator would. Prints messages/s, the server's peak RSS
 //! (`VmHWM`) and Redis bytes per imported turn (`used_memory` growth / turns).
 //! `SR_BENCH_IMPORT_MB` sets the file size (default 200 in full mode, 4 in smoke mode).
+//! The same import runs into one `redis-server` and into a local Redis Cluster.
 
 use std::{
     io::Write,
@@ -11,7 +12,7 @@ use std::{
     time::Instant,
 };
 
-use crate::procs::{BIN, Redis, Service, status_mb};
+use crate::procs::{BIN, Cluster, Redis, Service, status_mb};
 
 const KEY: &str = "bench-import-key";
 const MESSAGES_PER_SESSION: usize = 20;
@@ -77,13 +78,32 @@ fn write_file(path: &Path, bytes: usize) -> u64 {
     messages
 }
 
-pub fn run(megabytes: usize) -> Figures {
+/// Where the import writes.
+pub enum Target {
+    Single,
+    Cluster,
+}
+
+pub fn run(megabytes: usize, target: Target) -> Figures {
     let dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start();
-    let server = Service::start(&redis.url(), "", &[("SESSION_RELAY_API_KEY", KEY.into())]);
+    let key = ("SESSION_RELAY_API_KEY", KEY.to_string());
+    let (single, cluster, server);
+    let used_memory: Box<dyn Fn() -> u64> = match target {
+        Target::Single => {
+            single = Redis::start();
+            server = Service::start(&single.url(), "", &[key]);
+            Box::new(|| single.used_memory())
+        }
+        Target::Cluster => {
+            cluster = Cluster::start();
+            let mode = ("SESSION_RELAY_REDIS_MODE", "cluster".to_string());
+            server = Service::start(&cluster.seeds(), "", &[key, mode]);
+            Box::new(|| cluster.used_memory())
+        }
+    };
     let file = dir.path().join("sessions.ndjson");
     let messages = write_file(&file, megabytes << 20);
-    let (baseline_rss_mb, redis_before) = (status_mb(server.pid(), "VmHWM"), redis.used_memory());
+    let (baseline_rss_mb, redis_before) = (status_mb(server.pid(), "VmHWM"), used_memory());
     let started = Instant::now();
     let status = Command::new(BIN)
         .arg("import")
@@ -94,7 +114,7 @@ pub fn run(megabytes: usize) -> Figures {
         .unwrap();
     let seconds = started.elapsed().as_secs_f64();
     assert!(status.success(), "the import failed");
-    let redis_after = redis.used_memory();
+    let redis_after = used_memory();
     Figures {
         megabytes,
         messages,

@@ -1,5 +1,5 @@
-//! The child processes of a run — a private `redis-server` and the service binary — and
-//! what `/proc` says about their memory.
+//! The child processes of a run — a private `redis-server` (or a local Redis Cluster of
+//! them) and the service binary — and what `/proc` says about their memory.
 //!
 //! Each child runs under a small `sh` wrapper that kills it as soon as our end of its stdin
 //! closes: when the guard drops, and also when this process dies without unwinding (a
@@ -89,11 +89,16 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Redis {
-        let port = free_port();
-        let argv = [
+        Redis::start_with(free_port(), &[])
+    }
+
+    /// A server on `port`, with more `redis-server` arguments.
+    fn start_with(port: u16, extra: &[&str]) -> Redis {
+        let port_arg = port.to_string();
+        let mut argv = vec![
             "redis-server",
             "--port",
-            &port.to_string(),
+            &port_arg,
             "--bind",
             "127.0.0.1",
             "--save",
@@ -101,6 +106,7 @@ impl Redis {
             "--appendonly",
             "no",
         ];
+        argv.extend(extra);
         let process = Process::spawn(&argv, &[], false);
         wait_until("redis-server", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -122,13 +128,29 @@ impl Redis {
             .unwrap()
     }
 
-    /// `used_memory` from `INFO memory`: bytes the allocator holds for Redis' data.
-    pub fn used_memory(&self) -> u64 {
-        let info: String = redis::cmd("INFO")
-            .arg("memory")
+    fn info(&self, section: &str) -> String {
+        redis::cmd("INFO")
+            .arg(section)
+            .query(&mut self.connection())
+            .unwrap()
+    }
+
+    /// A cluster node that sees the cluster ok and, if a replica, has its primary's data.
+    fn in_cluster(&self) -> bool {
+        let state: String = redis::cmd("CLUSTER")
+            .arg("INFO")
             .query(&mut self.connection())
             .unwrap();
-        info.lines()
+        let replication = self.info("replication");
+        state.contains("cluster_state:ok")
+            && (replication.contains("role:master")
+                || replication.contains("master_link_status:up"))
+    }
+
+    /// `used_memory` from `INFO memory`: bytes the allocator holds for Redis' data.
+    pub fn used_memory(&self) -> u64 {
+        self.info("memory")
+            .lines()
             .find_map(|l| l.strip_prefix("used_memory:"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap()
@@ -155,6 +177,70 @@ impl Redis {
                     .unwrap()
                     .unwrap_or(0)
             })
+            .sum()
+    }
+}
+
+/// A local Redis Cluster: three primaries with a replica each, joined by `redis-cli`, as
+/// an operator runs one (on one machine here, sharing its cores).
+pub struct Cluster {
+    nodes: Vec<Redis>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().display().to_string();
+        let nodes: Vec<Redis> = (0..6)
+            .map(|_| {
+                let (port, bus) = (free_port(), free_port().to_string());
+                let conf = format!("nodes-{port}.conf");
+                let args = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus,
+                    "--cluster-config-file",
+                    &conf,
+                    "--dir",
+                    &path,
+                    "--repl-diskless-sync-delay",
+                    "0",
+                ];
+                Redis::start_with(port, &args)
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let cluster = Cluster { nodes, _dir: dir };
+        wait_until("the redis cluster", || {
+            cluster.nodes.iter().all(Redis::in_cluster)
+        });
+        cluster
+    }
+
+    /// Every node's URL, comma-separated: the service's `REDIS_URL` in cluster mode.
+    pub fn seeds(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(Redis::url).collect();
+        urls.join(",")
+    }
+
+    /// `used_memory` summed over the primaries.
+    pub fn used_memory(&self) -> u64 {
+        (self.nodes.iter())
+            .filter(|n| n.info("replication").contains("role:master"))
+            .map(Redis::used_memory)
             .sum()
     }
 }

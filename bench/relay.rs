@@ -1,7 +1,8 @@
 //! The benchmark harness: a private `redis-server`, a fake upstream (instant and 50 ms),
 //! the service binary as its own process, and bounded load over loopback. Prints one
 //! table: send overhead by concurrency, the throughput frontier, history length, Redis
-//! bytes, service RSS, import throughput, context compression on a long conversation.
+//! bytes, service RSS, import throughput, context compression on a long conversation, and
+//! the send and the import on a local Redis Cluster next to one redis-server.
 //!
 //! `cargo bench --bench relay` runs the full measurement (release build); run under
 //! `cargo test --all-targets` (no `--bench` argument) it makes a smoke pass of every
@@ -113,20 +114,22 @@ fn main() {
     println!("wall time {:.0} s", started.elapsed().as_secs_f64());
 }
 
-/// Bulk import through the CLI into a server process of its own (see `import.rs`).
+/// Bulk import through the CLI into a server process of its own (see `import.rs`), on one
+/// redis-server and then on a Redis Cluster.
 fn import_scenario(plan: &Plan) {
     let megabytes = std::env::var("SR_BENCH_IMPORT_MB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(plan.import_mb);
-    let f = import::run(megabytes);
+    let f = import::run(megabytes, import::Target::Single);
+    let single_rate = f.messages as f64 / f.seconds.max(1e-9);
     report::section("import (own server process and redis-server)");
     report::figure(
         &format!(
             "messages/s: {} MB NDJSON, {} messages, via the CLI in {:.1} s",
             f.megabytes, f.messages, f.seconds
         ),
-        format!("{:.0}", f.messages as f64 / f.seconds.max(1e-9)),
+        format!("{single_rate:.0}"),
     );
     report::figure(
         "server RSS after startup (VmHWM)",
@@ -139,5 +142,20 @@ fn import_scenario(plan: &Plan) {
     report::figure(
         "redis bytes per imported turn (used_memory growth / turns)",
         format!("{:.1}", f.redis_bytes_per_turn),
+    );
+    let c = import::run(megabytes, import::Target::Cluster);
+    let cluster_rate = c.messages as f64 / c.seconds.max(1e-9);
+    report::section("import into a Redis Cluster (3 primaries, 3 replicas, on these cores too)");
+    report::figure(
+        &format!("messages/s: the same file, in {:.1} s", c.seconds),
+        format!("{cluster_rate:.0}"),
+    );
+    report::figure(
+        "against one redis-server (cluster / single)",
+        format!("{:.2}", cluster_rate / single_rate.max(1e-9)),
+    );
+    report::figure(
+        "redis bytes per imported turn, primaries (used_memory growth / turns)",
+        format!("{:.1}", c.redis_bytes_per_turn),
     );
 }

@@ -10,7 +10,7 @@ use crate::{
     Plan,
     client::{CONTEXT_TURNS, Client, MODEL, SLOW_MODEL, TEXT, service_toml},
     load::{Closed, Latencies, Outcome, closed_loop, frontier},
-    procs::{BIN, Redis, RssSampler, Service, status_mb},
+    procs::{BIN, Cluster, Redis, RssSampler, Service, status_mb},
     report, upstream,
 };
 
@@ -36,7 +36,7 @@ pub async fn run(plan: &Plan) {
     // Let the workers finish starting before calling the process idle.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = status_mb(service.pid(), "VmRSS");
-    let client = Client::new(service.url(), upstream);
+    let client = Client::new(service.url(), upstream.clone());
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let binary = BIN.find("target/").map_or(BIN, |i| &BIN[i..]);
     println!("service: {binary} as its own process, default workers (one per core);");
@@ -69,6 +69,8 @@ pub async fn run(plan: &Plan) {
     println!();
     frontiers(&client, plan, sessions.pool).await;
     let load_rss = sampler.finish();
+    println!();
+    on_a_cluster(&client, &upstream, plan).await;
 
     println!();
     report::section("service memory (the service process only)");
@@ -85,6 +87,41 @@ pub async fn run(plan: &Plan) {
         "peak RSS of the run (VmHWM, includes seeding by import)",
         format!("{peak_rss:.1} MB"),
     );
+}
+
+/// The send on a service whose store is a local Redis Cluster, next to the same send on
+/// the service above (one redis-server), measured one after the other at each concurrency.
+async fn on_a_cluster(single: &Client, upstream: &str, plan: &Plan) {
+    let cluster = Cluster::start();
+    let mode = [("SESSION_RELAY_REDIS_MODE", "cluster".to_string())];
+    let service = Service::start(&cluster.seeds(), &service_toml(upstream), &mode);
+    let clustered = Client::new(service.url(), upstream.to_string());
+    let most = plan.concurrencies[2];
+    let (on_single, on_cluster) = (
+        single.seed(MODEL, most, CONTEXT_TURNS).await,
+        clustered.seed(MODEL, most, CONTEXT_TURNS).await,
+    );
+    report::section(
+        "Redis Cluster (3 primaries, 3 replicas, on these cores too) against one redis-server",
+    );
+    report::latency_header();
+    let bounds = &plan.closed;
+    for c in [1, most] {
+        let base = direct(single, c, bounds, false).await;
+        report::row("baseline: fake upstream directly", c, &base, None);
+        let one = sends(single, &on_single[..c], bounds).await;
+        report::row("send, one redis-server", c, &one, Some(&base));
+        let many = sends(&clustered, &on_cluster[..c], bounds).await;
+        report::row("send, Redis Cluster", c, &many, Some(&base));
+        let overhead = |l: &Latencies, q| l.p(q) - base.p(q);
+        report::figure(
+            "  overhead p50, cluster / single",
+            format!(
+                "{:.2}",
+                overhead(&many, 0.5) / overhead(&one, 0.5).max(1e-9)
+            ),
+        );
+    }
 }
 
 async fn seed(client: &Client, plan: &Plan) -> Sessions {

@@ -216,21 +216,21 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
 /// refuses every call (503 `store_unavailable`, `/readyz` 503) until a background task
 /// has prepared it (scripts, migrations), so probes see a live service that is not ready.
 async fn build_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupError> {
-    let Some(url) = &settings.store.redis_url else {
+    let Some(_) = &settings.store.redis_url else {
         tracing::warn!(
             "no redis_url configured: using the in-process memory store (development only, nothing survives a restart)"
         );
         return Ok(Arc::new(MemoryStore::new()));
     };
-    let store = RedisStore::connect(&settings.store, url).await?;
+    let store = RedisStore::connect(&settings.store).await?;
     match store.prepare().await {
-        Ok(version) => redis_ready(&store, url, version),
+        Ok(version) => redis_ready(&store, version),
         // A Redis that refuses Lua, or holds a key layout newer than this build, does not
         // change by waiting: refuse to start.
         Err(err @ StoreError::Corrupt(_)) => return Err(err.into()),
         Err(err) => {
             tracing::warn!(%err, "redis is not ready: serving 503 until it is, trying again meanwhile");
-            tokio::spawn(prepare_until_ready(store.clone(), url.clone()));
+            tokio::spawn(prepare_until_ready(store.clone()));
         }
     }
     Ok(Arc::new(store))
@@ -242,12 +242,12 @@ const PREPARE_RETRY_MAX: Duration = Duration::from_secs(2);
 /// Failures logged while waiting: the first, then one in this many.
 const PREPARE_LOG_EVERY: u32 = 30;
 
-async fn prepare_until_ready(store: RedisStore, url: String) {
+async fn prepare_until_ready(store: RedisStore) {
     let mut wait = PREPARE_RETRY_FIRST;
     for attempt in 1u32.. {
         tokio::time::sleep(wait).await;
         match store.prepare().await {
-            Ok(version) => return redis_ready(&store, &url, version),
+            Ok(version) => return redis_ready(&store, version),
             Err(err) if attempt % PREPARE_LOG_EVERY == 0 => {
                 tracing::warn!(%err, attempt, "redis is still not ready");
             }
@@ -257,9 +257,9 @@ async fn prepare_until_ready(store: RedisStore, url: String) {
     }
 }
 
-fn redis_ready(store: &RedisStore, url: &str, version: u32) {
+fn redis_ready(store: &RedisStore, version: u32) {
     tracing::info!(schema_version = version, "redis store ready");
-    crate::store::redis::count_expired_sessions(url.to_string(), store.prefix().to_string());
+    crate::store::redis::count_expired_sessions(store);
 }
 
 /// The client for every upstream, one per worker thread: pooled connections, bounded

@@ -5,7 +5,7 @@
 use std::{fmt::Write as _, process::ExitCode};
 
 use crate::{
-    config::{ProviderKind, Settings, args::ConfigArgs},
+    config::{ProviderKind, Settings, StoreMode, args::ConfigArgs},
     domain::tokens::Tokenizer,
     llm::timing::{Overrides, Timing},
 };
@@ -148,13 +148,23 @@ fn attempts(s: &Settings) -> Vec<Vec<String>> {
 }
 
 fn store_line(s: &Settings) -> String {
-    match &s.store.redis_url {
-        Some(url) => format!(
-            "redis {} (key prefix `{}`)",
-            without_password(url),
+    let urls: Vec<String> = s
+        .store
+        .redis_urls()
+        .into_iter()
+        .map(without_password)
+        .collect();
+    let kind = match s.store.mode {
+        StoreMode::Single => "redis",
+        StoreMode::Cluster => "redis cluster",
+    };
+    match urls.is_empty() {
+        false => format!(
+            "{kind} {} (key prefix `{}`)",
+            urls.join(","),
             s.store.key_prefix
         ),
-        None => "memory (development only: nothing survives a restart)".into(),
+        true => "memory (development only: nothing survives a restart)".into(),
     }
 }
 

@@ -67,6 +67,7 @@ const OVERRIDES: &[(&str, &str)] = &[
     ("SESSION_RELAY_MAX_BODY_BYTES", "server.max_body_bytes"),
     ("SESSION_RELAY_METRICS_LISTEN", "server.metrics_listen"),
     ("REDIS_URL", "store.redis_url"),
+    ("SESSION_RELAY_REDIS_MODE", "store.mode"),
     ("SESSION_RELAY_KEY_PREFIX", "store.key_prefix"),
     ("SESSION_RELAY_DEFAULT_MODEL", "sessions.default_model"),
     ("SESSION_RELAY_LOG_FORMAT", "log.format"),

@@ -47,8 +47,10 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
-    /// `None`: the in-process memory store (development only).
+    /// `None`: the in-process memory store (development only). In cluster mode, one or
+    /// more nodes to discover the cluster from, separated by commas.
     pub redis_url: Option<String>,
+    pub mode: StoreMode,
     pub key_prefix: String,
     pub pool_size: usize,
     /// Bound on every Redis command; past it the connection is discarded and the caller gets 503.
@@ -249,10 +251,39 @@ impl Default for ServerSettings {
     }
 }
 
+/// What `redis_url` names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreMode {
+    /// One server (a primary).
+    #[default]
+    Single,
+    /// Nodes of a Redis Cluster.
+    Cluster,
+}
+
+impl StoreSettings {
+    /// The nodes `redis_url` names: one URL, or in cluster mode several, comma-separated.
+    pub fn redis_urls(&self) -> Vec<&str> {
+        let Some(url) = &self.redis_url else {
+            return Vec::new();
+        };
+        match self.mode {
+            StoreMode::Single => vec![url.as_str()],
+            StoreMode::Cluster => url
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .collect(),
+        }
+    }
+}
+
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             redis_url: None,
+            mode: StoreMode::Single,
             key_prefix: "sr".into(),
             pool_size: 64,
             command_timeout_ms: 500,

@@ -33,6 +33,25 @@ fn environment_overrides_the_file() {
 }
 
 #[test]
+fn a_cluster_is_named_by_its_nodes_and_one_server_by_its_url() {
+    let urls = "redis://a:1, redis://b:2,,";
+    let cluster =
+        Settings::from_toml("[store]\nmode = \"cluster\"", &env(&[("REDIS_URL", urls)])).unwrap();
+    assert_eq!(cluster.store.mode, StoreMode::Cluster);
+    assert_eq!(cluster.store.redis_urls(), ["redis://a:1", "redis://b:2"]);
+    let single = Settings::from_toml("", &env(&[("REDIS_URL", "redis://a:1")])).unwrap();
+    assert_eq!(single.store.mode, StoreMode::Single);
+    assert_eq!(single.store.redis_urls(), ["redis://a:1"]);
+    let by_env = env(&[("SESSION_RELAY_REDIS_MODE", "cluster")]);
+    assert_eq!(
+        Settings::from_toml("", &by_env).unwrap().store.mode,
+        StoreMode::Cluster
+    );
+    let wrong = Settings::from_toml("[store]\nmode = \"sentinel\"", &env(&[]));
+    assert!(wrong.is_err_and(|e| e.to_string().contains("sentinel")));
+}
+
+#[test]
 fn errors_name_the_field() {
     let cases = [
         ("[server]\nlistn = \"x\"", "listn"),

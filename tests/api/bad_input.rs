@@ -11,7 +11,7 @@ use reqwest::{
 use serde_json::{Value, json};
 use session_relay::domain::session::new_id;
 
-use crate::helpers::{Backend, Reply, TestApp, send, spawn_app};
+use crate::helpers::{BACKENDS, Backend, Reply, TestApp, send, spawn_app};
 
 const LIMIT_BYTES: u64 = 1024 * 1024;
 const GOOD_USER: &str = "bad-input-owner";
@@ -422,7 +422,7 @@ async fn run(app: &TestApp, case: &Case) -> Reply {
 async fn bad_input_on_every_endpoint_is_refused_cleanly_and_changes_nothing() {
     let mut failures = Vec::new();
     let mut total = 0;
-    for backend in [Backend::Memory, Backend::Redis] {
+    for backend in BACKENDS {
         let app = spawn_app(backend).await;
         let good = app
             .create_session(json!({

@@ -119,6 +119,22 @@ fn check_config_prints_what_the_file_and_environment_resolve_to() {
 }
 
 #[test]
+fn check_config_prints_every_cluster_node_without_its_password() {
+    let env = [
+        (
+            "REDIS_URL",
+            "redis://:pw-one@10.0.0.1:7000, redis://:pw-two@10.0.0.2:7001",
+        ),
+        ("SESSION_RELAY_REDIS_MODE", "cluster"),
+    ];
+    let (code, out, err) = run(&["check-config"], &env);
+    assert_eq!(code, 0, "{err}");
+    let expected = "redis cluster redis://:***@10.0.0.1:7000,redis://:***@10.0.0.2:7001";
+    assert!(out.contains(expected), "{expected} missing:\n{out}");
+    assert!(!out.contains("pw-one") && !out.contains("pw-two"), "{out}");
+}
+
+#[test]
 fn check_config_names_the_bad_field_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [

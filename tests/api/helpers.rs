@@ -1,5 +1,5 @@
 //! `spawn_app()` and a `TestApp` with typed helpers: every test runs the real server over
-//! HTTP, against a real Redis (its own key prefix) or the memory store.
+//! HTTP, against a real Redis or Redis Cluster (its own key prefix) or the memory store.
 
 use std::{
     collections::HashMap,
@@ -9,11 +9,14 @@ use std::{
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use session_relay::{
-    config::{Secret, Settings, StaticKeySettings},
+    config::{Secret, Settings, StaticKeySettings, StoreMode},
     startup::Application,
 };
 
-use crate::redis_server::{RedisServer, free_port};
+use crate::{
+    redis_cluster::RedisCluster,
+    redis_server::{RedisServer, free_port},
+};
 
 pub const ACME_KEY: &str = "test-key-acme-0001";
 pub const GLOBEX_KEY: &str = "test-key-globex-0002";
@@ -21,8 +24,13 @@ pub const GLOBEX_KEY: &str = "test-key-globex-0002";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Redis,
+    /// The shared local Redis Cluster (`redis_cluster.rs`).
+    Cluster,
     Memory,
 }
+
+/// Every store a scenario runs on.
+pub const BACKENDS: [Backend; 3] = [Backend::Redis, Backend::Cluster, Backend::Memory];
 
 pub struct TestApp {
     pub address: String,
@@ -38,8 +46,17 @@ pub fn test_settings(backend: Backend, redis_url: Option<String>) -> Settings {
     settings.server.workers = 1;
     settings.log.level = "error".into();
     settings.store.key_prefix = format!("t{}", &session_relay::domain::session::new_id()[..12]);
-    if backend == Backend::Redis {
-        settings.store.redis_url = Some(redis_url.unwrap_or_else(|| RedisServer::shared().url()));
+    match backend {
+        Backend::Redis => {
+            settings.store.redis_url =
+                Some(redis_url.unwrap_or_else(|| RedisServer::shared().url()));
+        }
+        Backend::Cluster => {
+            settings.store.redis_url =
+                Some(redis_url.unwrap_or_else(|| RedisCluster::shared().seeds()));
+            settings.store.mode = StoreMode::Cluster;
+        }
+        Backend::Memory => {}
     }
     // Tests make many 401s from 127.0.0.1 on purpose; keys.rs checks the slow-down itself.
     settings.auth.failed_auth_max_delay_ms = 0;

@@ -4,11 +4,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Backend, GLOBEX_KEY, spawn_app, spawn_with, test_settings},
+    helpers::{BACKENDS, Backend, GLOBEX_KEY, spawn_app, spawn_with, test_settings},
     import_export::{import, import_raw, msg, ndjson, unique},
 };
-
-const BACKENDS: [Backend; 2] = [Backend::Redis, Backend::Memory];
 
 #[tokio::test]
 async fn the_json_form_gives_the_same_results() {

@@ -7,10 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, GLOBEX_KEY, Reply, TestApp, send, spawn_app, spawn_with, test_settings,
+    BACKENDS, Backend, GLOBEX_KEY, Reply, TestApp, send, spawn_app, spawn_with, test_settings,
 };
-
-const BACKENDS: [Backend; 2] = [Backend::Redis, Backend::Memory];
 
 pub fn ndjson(items: &[Value]) -> Vec<u8> {
     items

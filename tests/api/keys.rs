@@ -7,10 +7,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use session_relay::config::{Secret, Settings};
 
-use crate::helpers::{ACME_KEY, Backend, TestApp, spawn_with, test_settings};
+use crate::helpers::{ACME_KEY, BACKENDS, Backend, TestApp, spawn_with, test_settings};
 
 pub const ADMIN_KEY: &str = "test-admin-key-0003";
-const BACKENDS: [Backend; 2] = [Backend::Redis, Backend::Memory];
 
 pub fn admin_settings(backend: Backend) -> Settings {
     let mut settings = test_settings(backend, None);

@@ -17,11 +17,9 @@ use serde_json::{Value, json};
 use session_relay::config::Settings;
 
 use crate::{
-    helpers::{Backend, GLOBEX_KEY, TestApp, spawn_with},
+    helpers::{BACKENDS, Backend, GLOBEX_KEY, TestApp, spawn_with},
     keys::{admin_settings, create_key},
 };
-
-pub(crate) const BACKENDS: [Backend; 2] = [Backend::Redis, Backend::Memory];
 
 /// An OpenAI-compatible upstream that always reports the same usage and counts its calls.
 pub(crate) struct Fake {

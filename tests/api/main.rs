@@ -1,8 +1,10 @@
-//! The one integration-test binary: the real server over HTTP, a private `redis-server`.
+//! The one integration-test binary: the real server over HTTP, private `redis-server`s (one
+//! server, a Redis Cluster, and servers of their own for tests that break them).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;
 mod cli;
+mod cluster;
 mod command_line;
 mod compaction;
 mod compaction_interleaving;

@@ -9,6 +9,7 @@ use session_relay::domain::session::new_id;
 
 use crate::{
     helpers::{Backend, TestApp, spawn_app, spawn_binary},
+    redis_cluster::RedisCluster,
     redis_server::RedisServer,
 };
 
@@ -91,35 +92,57 @@ async fn error_bodies_do_not_echo_request_content_or_keys() {
 /// notifications; the memory store counts the expired sessions it finds. Each store runs
 /// in a service process of its own, so that the count is this test's alone (here, other
 /// tests' sessions expire too).
+/// Twelve sessions: on a cluster they are all but certainly spread over its three
+/// primaries, and each primary publishes only its own keys' expiries.
 #[tokio::test]
 async fn expired_sessions_are_counted() {
-    let redis = vec![
-        ("REDIS_URL", RedisServer::shared().url()),
-        (
-            "SESSION_RELAY_KEY_PREFIX",
-            format!("exp{}", &new_id()[..10]),
-        ),
-    ];
-    for (store, env) in [("redis", redis), ("memory", vec![])] {
+    for (store, env) in stores("exp") {
         let service = spawn_binary(&env).await;
         let app = &service.app;
         assert_eq!(expired_total(app).await, 0, "{store}");
-        let created = app.create_session(json!({"ttl_seconds": 1})).await;
-        let id = created["session_id"].as_str().unwrap().to_string();
+        let mut ids = Vec::new();
+        for _ in 0..12 {
+            let created = app.create_session(json!({"ttl_seconds": 1})).await;
+            ids.push(created["session_id"].as_str().unwrap().to_string());
+        }
         tokio::time::sleep(Duration::from_millis(1100)).await;
         // The memory store notices on sight; Redis expires the keys by itself.
-        let read = app
-            .call(Method::GET, &format!("/v1/sessions/{id}"), None)
-            .await;
-        assert_eq!(read.status, StatusCode::NOT_FOUND, "{store}");
+        for id in &ids {
+            let read = app
+                .call(Method::GET, &format!("/v1/sessions/{id}"), None)
+                .await;
+            assert_eq!(read.status, StatusCode::NOT_FOUND, "{store}");
+        }
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut counted = expired_total(app).await;
-        while counted == 0 && std::time::Instant::now() < deadline {
+        while counted < 12 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
             counted = expired_total(app).await;
         }
-        assert_eq!(counted, 1, "{store}");
+        assert_eq!(counted, 12, "{store}");
     }
+}
+
+/// The environment of a service process on each store: one Redis, a Redis Cluster and
+/// memory; the Redis ones under a key prefix of their own.
+fn stores(prefix: &str) -> [(&'static str, Vec<(&'static str, String)>); 3] {
+    let prefix = || {
+        (
+            "SESSION_RELAY_KEY_PREFIX",
+            format!("{prefix}{}", &new_id()[..10]),
+        )
+    };
+    let redis = vec![("REDIS_URL", RedisServer::shared().url()), prefix()];
+    let cluster = vec![
+        ("REDIS_URL", RedisCluster::shared().seeds()),
+        ("SESSION_RELAY_REDIS_MODE", "cluster".into()),
+        prefix(),
+    ];
+    [
+        ("redis", redis),
+        ("redis cluster", cluster),
+        ("memory", vec![]),
+    ]
 }
 
 async fn expired_total(app: &TestApp) -> u64 {
@@ -130,18 +153,11 @@ async fn expired_total(app: &TestApp) -> u64 {
 /// by sends), for both stores, each in a process of its own so the figures are its own.
 #[tokio::test]
 async fn live_sessions_and_stored_messages_are_measured() {
-    let redis = vec![
-        ("REDIS_URL", RedisServer::shared().url()),
-        (
-            "SESSION_RELAY_KEY_PREFIX",
-            format!("live{}", &new_id()[..10]),
-        ),
-    ];
-    for (store, env) in [("redis", redis), ("memory", vec![])] {
+    for (store, env) in stores("live") {
         let service = spawn_binary(&env).await;
         let app = &service.app;
         let mut ids = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..12 {
             ids.push(app.new_session_id().await);
         }
         for id in &ids[..2] {
@@ -163,7 +179,7 @@ async fn live_sessions_and_stored_messages_are_measured() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        assert!(text.contains("sessions_live 3\n"), "{store}:\n{text}");
+        assert!(text.contains("sessions_live 12\n"), "{store}:\n{text}");
         for role in ["user", "assistant"] {
             assert!(
                 text.contains(&format!("messages_total{{role=\"{role}\"}} 2\n")),

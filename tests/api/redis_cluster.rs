@@ -5,6 +5,7 @@
 use std::{
     net::TcpListener,
     process::Command,
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -28,6 +29,18 @@ fn free_ports(count: usize) -> Vec<u16> {
 }
 
 impl RedisCluster {
+    /// One cluster shared by every test of this binary that does not break it; tests keep
+    /// apart by key prefix.
+    pub fn shared() -> &'static RedisCluster {
+        static SHARED: OnceLock<RedisCluster> = OnceLock::new();
+        SHARED.get_or_init(RedisCluster::start)
+    }
+
+    /// The store's `redis_url` for this cluster: every node, comma-separated.
+    pub fn seeds(&self) -> String {
+        self.urls().join(",")
+    }
+
     /// Starts the six nodes and joins them; returns once every node reports the cluster ok.
     pub fn start() -> RedisCluster {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -42,7 +55,8 @@ impl RedisCluster {
                     *port,
                     &format!(
                         "--cluster-enabled yes --cluster-port {bus} --cluster-node-timeout 2000 \
-                         --cluster-config-file nodes-{port}.conf --dir '{path}'"
+                         --cluster-config-file nodes-{port}.conf --dir '{path}' \
+                         --repl-diskless-sync-delay 0"
                     ),
                 )
             })
@@ -81,17 +95,155 @@ impl RedisCluster {
             .map(|value| value.trim().to_string())
     }
 
+    /// `CLUSTER NODES` as node `at` sees it: `(id, port, flags, primary id)` per node.
+    fn nodes_seen_by(&self, at: usize) -> Vec<(String, u16, String, String)> {
+        let mut conn = self.nodes[at]
+            .client()
+            .get_connection()
+            .expect("node connection");
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut conn)
+            .expect("CLUSTER NODES");
+        nodes
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let port = f
+                    .get(1)?
+                    .split('@')
+                    .next()?
+                    .rsplit_once(':')?
+                    .1
+                    .parse()
+                    .ok()?;
+                Some((
+                    f[0].to_string(),
+                    port,
+                    f.get(2)?.to_string(),
+                    f.get(3)?.to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    fn index_of(&self, port: u16) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.port == port)
+            .expect("a node of this cluster")
+    }
+
+    /// The node (index into `nodes`) that serves `key` now, asked of node `at`.
+    pub fn primary_of(&self, key: &str, at: usize) -> usize {
+        let mut conn = self.nodes[at]
+            .client()
+            .get_connection()
+            .expect("node connection");
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut conn)
+            .unwrap();
+        let shards: Vec<redis::Value> =
+            redis::cmd("CLUSTER").arg("SLOTS").query(&mut conn).unwrap();
+        for shard in shards {
+            let redis::Value::Array(fields) = shard else {
+                continue;
+            };
+            let number = |v: &redis::Value| match v {
+                redis::Value::Int(i) => *i,
+                _ => -1,
+            };
+            let (start, end) = (number(&fields[0]), number(&fields[1]));
+            if (start..=end).contains(&i64::from(slot))
+                && let redis::Value::Array(primary) = &fields[2]
+            {
+                return self.index_of(u16::try_from(number(&primary[1])).unwrap());
+            }
+        }
+        panic!("no node serves slot {slot}")
+    }
+
+    /// A replica of the primary `primary`, as node `at` sees it.
+    pub fn replica_of(&self, primary: usize, at: usize) -> usize {
+        let nodes = self.nodes_seen_by(at);
+        let id = nodes
+            .iter()
+            .find(|(_, port, ..)| *port == self.nodes[primary].port)
+            .map(|(id, ..)| id.clone())
+            .expect("the primary is known");
+        let (_, port, ..) = nodes
+            .iter()
+            .find(|(_, _, flags, of)| *of == id && !flags.contains("fail"))
+            .expect("a live replica");
+        self.index_of(*port)
+    }
+
+    /// `CLUSTER FAILOVER` on replica `replica`: it and its primary swap roles, without
+    /// losing a write. Returns once it is the primary.
+    pub fn failover(&self, replica: usize) {
+        let mut conn = self.nodes[replica]
+            .client()
+            .get_connection()
+            .expect("node connection");
+        let () = redis::cmd("CLUSTER")
+            .arg("FAILOVER")
+            .query(&mut conn)
+            .expect("CLUSTER FAILOVER");
+        self.wait_until_primary(replica, Duration::from_secs(10));
+    }
+
+    /// Waits until node `node` says it is a primary.
+    pub fn wait_until_primary(&self, node: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let role = self.nodes[node]
+                .client()
+                .get_connection()
+                .and_then(|mut conn| redis::cmd("ROLE").query::<Vec<redis::Value>>(&mut conn));
+            if let Ok(role) = role
+                && matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master")
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} did not become a primary: {:?}",
+                self.nodes_seen_by(node)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Until every node reports the cluster ok and every replica has its primary's data: a
+    /// replica that never finished its first sync will not take over from a dead primary.
     fn wait_until_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self
             .nodes
             .iter()
-            .all(|node| self.info(node, "cluster_state").as_deref() == Some("ok"))
+            .all(|node| self.info(node, "cluster_state").as_deref() == Some("ok") && synced(node))
         {
             assert!(Instant::now() < deadline, "the cluster did not come up");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// A primary, or a replica whose link to its primary is up.
+fn synced(node: &RedisServer) -> bool {
+    let Ok(mut conn) = node.client().get_connection() else {
+        return false;
+    };
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut conn)
+        .unwrap_or_default();
+    info.lines().any(|line| line.trim() == "role:master")
+        || info
+            .lines()
+            .any(|line| line.trim() == "master_link_status:up")
 }
 
 #[test]

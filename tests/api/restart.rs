@@ -186,7 +186,7 @@ async fn connections_broken_by_a_restart_fail_no_request() {
 
 #[tokio::test]
 async fn a_send_that_outlasts_its_lease_keeps_it_by_renewing() {
-    for backend in crate::limits::BACKENDS {
+    for backend in crate::helpers::BACKENDS {
         let fake = FakeUpstream::start().await;
         fake.set(Behaviour::slow_echo(Duration::from_millis(3500)));
         let mut settings = with_upstream(test_settings(backend, None), &fake.base_url);

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use crate::{
     fake_upstream::{Behaviour, FakeUpstream},
-    helpers::{Backend, TestApp, spawn_with, test_settings},
-    limits::{BACKENDS, send, with_upstream},
+    helpers::{BACKENDS, Backend, TestApp, spawn_with, test_settings},
+    limits::{send, with_upstream},
     redis_server::{RedisServer, free_port},
 };
 

@@ -6,9 +6,7 @@ use redis::AsyncCommands;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{Backend, GLOBEX_KEY, spawn_app};
-
-const BACKENDS: [Backend; 2] = [Backend::Redis, Backend::Memory];
+use crate::helpers::{BACKENDS, Backend, GLOBEX_KEY, spawn_app};
 
 #[tokio::test]
 async fn create_read_patch_delete_on_both_stores() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 use session_relay::{
-    config::StoreSettings,
+    config::{StoreMode, StoreSettings},
     domain::{
         message::{Message, Role, Turn, message_id},
         scope::SessionKey,
@@ -18,37 +18,53 @@ use session_relay::{
     },
 };
 
-use crate::redis_server::RedisServer;
+use crate::{redis_cluster::RedisCluster, redis_server::RedisServer};
 
 const LEASE_MS: u64 = 10_000;
-
-async fn redis_store() -> RedisStore {
-    redis_store_on(&format!("ss{}", &new_id()[..12])).await
-}
 
 /// A Redis store on the shared test server, under `prefix`, not prepared yet: it serves
 /// nothing before [`RedisStore::prepare`].
 pub async fn unprepared_redis_store(prefix: &str) -> RedisStore {
     let settings = StoreSettings {
+        redis_url: Some(RedisServer::shared().url()),
         key_prefix: prefix.to_string(),
         ..Default::default()
     };
-    RedisStore::connect(&settings, &RedisServer::shared().url())
-        .await
-        .expect("redis store")
+    RedisStore::connect(&settings).await.expect("redis store")
 }
 
-/// A Redis store on the shared test server, under `prefix`, prepared (scripts loaded,
-/// key layout migrated).
-async fn redis_store_on(prefix: &str) -> RedisStore {
-    let store = unprepared_redis_store(prefix).await;
+/// A prepared store (scripts loaded, key layout migrated) under a prefix of its own.
+async fn prepared(settings: StoreSettings) -> RedisStore {
+    let settings = StoreSettings {
+        key_prefix: format!("ss{}", &new_id()[..12]),
+        ..settings
+    };
+    let store = RedisStore::connect(&settings).await.expect("redis store");
     store.prepare().await.expect("store prepared");
     store
 }
 
-/// A fresh store of each kind: memory first, then Redis under its own key prefix.
+/// A prepared store on the shared Redis Cluster.
+pub async fn cluster_store() -> RedisStore {
+    prepared(StoreSettings {
+        redis_url: Some(RedisCluster::shared().seeds()),
+        mode: StoreMode::Cluster,
+        ..Default::default()
+    })
+    .await
+}
+
+/// A fresh store of each kind: memory, one Redis server, a Redis Cluster.
 async fn stores() -> Vec<Box<dyn Store>> {
-    vec![Box::new(MemoryStore::new()), Box::new(redis_store().await)]
+    let single = StoreSettings {
+        redis_url: Some(RedisServer::shared().url()),
+        ..Default::default()
+    };
+    vec![
+        Box::new(MemoryStore::new()),
+        Box::new(prepared(single).await),
+        Box::new(cluster_store().await),
+    ]
 }
 
 fn now_ms() -> i64 {
@@ -988,7 +1004,7 @@ async fn admission_holds_the_session_for_the_send(store: &dyn Store) {
     );
 }
 
-/// One `#[tokio::test]` per scenario, each running it on both stores.
+/// One `#[tokio::test]` per scenario, each running it on every store.
 macro_rules! on_both_stores {
     ($($scenario:ident),* $(,)?) => {
         mod on_both_stores {

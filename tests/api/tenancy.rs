@@ -7,9 +7,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Backend, GLOBEX_KEY, TestApp, spawn_with},
+    helpers::{BACKENDS, Backend, GLOBEX_KEY, TestApp, spawn_with},
     keys::{ADMIN_KEY, admin_settings},
-    limits::{BACKENDS, send, start_fake, with_fake},
+    limits::{send, start_fake, with_fake},
 };
 
 #[tokio::test]

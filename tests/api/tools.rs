@@ -7,12 +7,10 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_upstream::Behaviour,
-    helpers::{Backend, TestApp},
+    helpers::{BACKENDS, Backend, TestApp},
     import_export::import_raw,
     messages::{MODEL, spawn_relay_on},
 };
-
-const BOTH: [Backend; 2] = [Backend::Redis, Backend::Memory];
 
 fn weather_tool() -> Value {
     json!({"type": "function", "function": {
@@ -39,7 +37,7 @@ async fn history(app: &TestApp, id: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_tool_call_and_its_result_are_kept_in_the_session() {
-    for backend in BOTH {
+    for backend in BACKENDS {
         let (app, fake) = spawn_relay_on(backend).await;
         let id = app
             .create_session(json!({"system_prompt": "Use tools.", "tools": [weather_tool()]}))
@@ -216,7 +214,7 @@ async fn import(app: &TestApp, line: &str) {
 
 #[tokio::test]
 async fn every_part_and_call_survives_the_store_export_and_import() {
-    for backend in BOTH {
+    for backend in BACKENDS {
         let (first, _) = spawn_relay_on(backend).await;
         import(&first, &format!("{}\n", rich_session())).await;
         let turns = history(&first, "rich-1").await;

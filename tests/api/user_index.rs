@@ -9,9 +9,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{GLOBEX_KEY, TestApp, spawn_app},
+    helpers::{BACKENDS, GLOBEX_KEY, TestApp, spawn_app},
     import_export,
-    limits::BACKENDS,
 };
 
 async fn import(app: &TestApp, item: Value) {
@@ -19,7 +18,7 @@ async fn import(app: &TestApp, item: Value) {
     assert_eq!(reply.body["imported"], 1, "{}", reply.body);
 }
 
-async fn listed(app: &TestApp, user: &str) -> Vec<String> {
+pub(crate) async fn listed(app: &TestApp, user: &str) -> Vec<String> {
     let reply = app
         .call(Method::GET, &format!("/v1/users/{user}/sessions"), None)
         .await;
@@ -32,7 +31,7 @@ async fn listed(app: &TestApp, user: &str) -> Vec<String> {
         .collect()
 }
 
-async fn logout(app: &TestApp, user: &str) -> u64 {
+pub(crate) async fn logout(app: &TestApp, user: &str) -> u64 {
     let reply = app
         .call(Method::DELETE, &format!("/v1/users/{user}/sessions"), None)
         .await;

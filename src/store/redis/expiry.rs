@@ -6,29 +6,86 @@
 //! addition: other clients' notifications stay), and says in the log that expiries are not
 //! counted if the server refuses `CONFIG` (as managed services may). Every instance hears
 //! every expiry: aggregate the counter across instances with `max`, not `sum`.
+//!
+//! A cluster node publishes only the expiries of its own keys, so the service listens on
+//! every primary, and looks again every few seconds for primaries it does not listen to
+//! yet (a replica promoted by a failover, a node added).
 
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures_util::StreamExt;
-use redis::RedisResult;
+use redis::{ConnectionInfo, IntoConnectionInfo, RedisResult};
 
-/// After a lost connection (Redis restarting, say), listen again this much later.
+use super::{Nodes, RedisStore, cluster::Cluster};
+
+/// After a lost connection (Redis restarting, say), listen again this much later; and
+/// how often a cluster's primaries are looked up.
 const RETRY: Duration = Duration::from_secs(5);
 
-/// Listens for the expiries of this prefix's sessions for as long as the runtime lives.
-pub fn count_expired_sessions(url: String, prefix: String) {
-    tokio::spawn(async move {
-        loop {
-            if let Err(err) = listen(&url, &prefix).await {
-                tracing::warn!(%err, "not hearing of session expiries; trying again");
+/// Listens for the expiries of the store's sessions for as long as the runtime lives.
+pub fn count_expired_sessions(store: &RedisStore) {
+    let prefix = store.prefix().to_string();
+    match &store.nodes {
+        Nodes::Single(_, url) => match url.into_connection_info() {
+            Ok(node) => {
+                tokio::spawn(listen_again_and_again(node, prefix));
             }
-            tokio::time::sleep(RETRY).await;
+            Err(err) => tracing::warn!(%err, "not hearing of session expiries"),
+        },
+        Nodes::Cluster(cluster) => {
+            tokio::spawn(listen_on_every_primary(cluster.clone(), prefix));
         }
-    });
+    }
 }
 
-async fn listen(url: &str, prefix: &str) -> RedisResult<()> {
-    let client = redis::Client::open(url)?;
+async fn listen_again_and_again(node: ConnectionInfo, prefix: String) {
+    loop {
+        if let Err(err) = listen(node.clone(), &prefix).await {
+            tracing::warn!(%err, "not hearing of session expiries; trying again");
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// One listener per primary, until its connection ends (the node died, or was demoted
+/// and restarted); the primary that took its slots gets one on the next look.
+async fn listen_on_every_primary(cluster: Arc<Cluster>, prefix: String) {
+    let listening: Arc<Mutex<HashSet<(String, u16)>>> = Arc::default();
+    loop {
+        match cluster.primaries().await {
+            Ok(primaries) => {
+                for primary in primaries {
+                    let address = (primary.host.clone(), primary.port);
+                    let new = listening
+                        .lock()
+                        .is_ok_and(|mut set| set.insert(address.clone()));
+                    if !new {
+                        continue;
+                    }
+                    let (node, prefix, listening) =
+                        (cluster.node(&primary), prefix.clone(), listening.clone());
+                    tokio::spawn(async move {
+                        if let Err(err) = listen(node, &prefix).await {
+                            tracing::warn!(%err, node = ?address, "not hearing of session expiries on a cluster node");
+                        }
+                        if let Ok(mut set) = listening.lock() {
+                            set.remove(&address);
+                        }
+                    });
+                }
+            }
+            Err(err) => tracing::warn!(%err, "cannot list the redis cluster's primaries"),
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+async fn listen(node: ConnectionInfo, prefix: &str) -> RedisResult<()> {
+    let client = redis::Client::open(node)?;
     enable_notifications(&client).await?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.psubscribe("__keyevent@*__:expired").await?;

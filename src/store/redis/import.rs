@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use redis::Value;
 
 use super::{
-    RedisStore, scripts, text, to_json,
+    RedisStore, ScriptBatch, scripts, text, to_json,
     users::{IndexEntry, incarnation},
 };
 use crate::{
@@ -56,7 +56,7 @@ impl RedisStore {
         writes: &[ImportWrite],
         written: &[Option<Written>],
     ) -> Vec<bool> {
-        let mut pipe = Self::script_pipeline(&scripts::USER_INDEX);
+        let mut batch = ScriptBatch::new(&scripts::USER_INDEX);
         let mut slots = Vec::new();
         for (i, (write, done)) in writes.iter().zip(written).enumerate() {
             let Some(done) = done else { continue };
@@ -70,18 +70,15 @@ impl RedisStore {
             // A replaced session is a new incarnation: its old entry goes (unless it is
             // the very entry written now: an append keeps index and incarnation).
             if !done.old_uidx.is_empty() && (done.old_uidx != done.uidx || old != new) {
-                pipe.cmd("ZREM").arg(&done.old_uidx).arg(old);
+                batch.cmd("ZREM").arg(&done.old_uidx).arg(old);
                 slots.push(i);
             }
             if !done.uidx.is_empty() {
-                Self::evalsha(
-                    &mut pipe,
-                    &scripts::USER_INDEX,
-                    std::slice::from_ref(&done.uidx),
-                )
-                .arg(new)
-                .arg(write.config.created_at.timestamp_micros())
-                .arg(&done.ttl_ms);
+                batch
+                    .call(std::slice::from_ref(&done.uidx))
+                    .arg(new)
+                    .arg(write.config.created_at.timestamp_micros())
+                    .arg(&done.ttl_ms);
                 slots.push(i);
             }
         }
@@ -89,7 +86,7 @@ impl RedisStore {
         if slots.is_empty() {
             return ok;
         }
-        match self.pipeline::<Vec<Value>>(&pipe).await {
+        match self.run_scripts(&batch).await {
             Ok(replies) if replies.len() == slots.len() => {
                 for (slot, reply) in slots.iter().zip(&replies) {
                     if matches!(reply, Value::ServerError(_)) {
@@ -206,7 +203,7 @@ impl ImportStore for RedisStore {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = Self::script_pipeline(&WRITE);
+        let mut batch = ScriptBatch::new(&WRITE);
         for write in writes {
             let uidx = match (&write.mode, &write.config.user_id) {
                 (ImportMode::Append, _) | (_, None) => String::new(),
@@ -214,11 +211,12 @@ impl ImportStore for RedisStore {
             };
             // Appending keeps the session's incarnation; the script ignores this one then.
             let args = write_args(write, &uidx, &incarnation())?;
-            Self::evalsha(&mut pipe, &WRITE, &self.session_keys(&write.key()))
+            batch
+                .call(&self.session_keys(&write.key()))
                 .arg(args)
                 .arg(&write.turns);
         }
-        let replies: Vec<Value> = self.pipeline(&pipe).await?;
+        let replies = self.run_scripts(&batch).await?;
         if replies.len() != writes.len() {
             return Err(StoreError::Corrupt("import pipeline answer".into()));
         }

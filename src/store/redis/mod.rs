@@ -20,17 +20,21 @@
 //! moves such sessions to their tenant's tag.
 //!
 //! Until [`RedisStore::prepare`] has succeeded every call is refused (`readiness.rs`);
-//! admission and commit are fenced against running late (`fence.rs`).
+//! admission and commit are fenced against running late (`fence.rs`). On a Redis Cluster
+//! the same keys and scripts are used; `cluster.rs` says what differs.
 
 use std::{sync::Arc, time::Duration};
 
 use deadpool::managed::{Object, PoolConfig, QueueMode, Timeouts};
-use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind, Value};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind, Value,
+    aio::ConnectionLike,
+};
 use tracing::Instrument;
 
 use super::{Refusal, StoreError, StoreResult, user_digest};
 use crate::{
-    config::StoreSettings,
+    config::{StoreMode, StoreSettings},
     domain::{
         scope::SessionKey,
         session::{SessionConfig, StoredSession, UsageTotals},
@@ -103,6 +107,7 @@ mod scripts {
     ];
 }
 
+mod cluster;
 mod compaction;
 mod expiry;
 mod fence;
@@ -115,6 +120,7 @@ mod repeat;
 mod sessions;
 mod users;
 
+use cluster::Cluster;
 pub use expiry::count_expired_sessions;
 use fence::RedisClock;
 use pool::{Breaks, Connection, Pool};
@@ -123,10 +129,10 @@ use readiness::Readiness;
 /// The keys of one session, in the order the scripts take them.
 pub(crate) const SESSION_PARTS: [&str; 5] = ["meta", "turns", "lease", "idem", "ctok"];
 
-/// Cheap to clone: the pools, the readiness and the clock are shared.
+/// Cheap to clone: the connections, the readiness and the clock are shared.
 #[derive(Clone)]
 pub struct RedisStore {
-    pools: Arc<PerThread<Pool>>,
+    nodes: Nodes,
     prefix: String,
     command_timeout: Duration,
     pool_timeout: Duration,
@@ -154,6 +160,14 @@ impl Drop for Checkout {
     }
 }
 
+/// What the store is connected to.
+#[derive(Clone)]
+enum Nodes {
+    /// One server, through a pool of connections per thread; its URL for the listener.
+    Single(Arc<PerThread<Pool>>, Arc<str>),
+    Cluster(Arc<Cluster>),
+}
+
 #[derive(Clone, Copy)]
 enum Request<'a> {
     Cmd(&'a Cmd),
@@ -162,8 +176,81 @@ enum Request<'a> {
     Repeatable(&'a Cmd),
 }
 
+impl<'a> Request<'a> {
+    async fn send<T: FromRedisValue>(
+        self,
+        conn: &mut impl ConnectionLike,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Request::Cmd(cmd) | Request::Repeatable(cmd) => cmd.query_async::<T>(conn).await,
+            Request::Pipe(pipe) => pipe.query_async::<T>(conn).await,
+        }
+    }
+}
+
+/// A pipeline of calls of one script (and any plain commands among them), for
+/// [`RedisStore::run_scripts`].
+pub(crate) struct ScriptBatch {
+    lua: &'static Lua,
+    /// `SCRIPT LOAD` first, then the calls.
+    pipe: Pipeline,
+}
+
+impl ScriptBatch {
+    pub(crate) fn new(lua: &'static Lua) -> ScriptBatch {
+        ScriptBatch {
+            lua,
+            pipe: RedisStore::script_pipeline(lua),
+        }
+    }
+
+    /// Adds a call on `keys`; its arguments follow on the returned command.
+    pub(crate) fn call(&mut self, keys: &[String]) -> &mut Pipeline {
+        RedisStore::evalsha(&mut self.pipe, self.lua, keys)
+    }
+
+    /// Adds a plain command.
+    pub(crate) fn cmd(&mut self, name: &str) -> &mut Pipeline {
+        self.pipe.cmd(name)
+    }
+
+    fn calls(&self) -> impl Iterator<Item = &Cmd> {
+        self.pipe.cmd_iter().skip(1)
+    }
+}
+
 impl RedisStore {
-    pub async fn connect(settings: &StoreSettings, url: &str) -> StoreResult<RedisStore> {
+    /// The store on `settings.redis_url`: one server or, in cluster mode, the cluster its
+    /// nodes belong to. Nothing is connected yet: a bad URL fails here, an unreachable
+    /// Redis on first use.
+    pub async fn connect(settings: &StoreSettings) -> StoreResult<RedisStore> {
+        let breaks = Arc::new(Breaks::default());
+        let nodes = match settings.mode {
+            StoreMode::Single => {
+                let url = settings.redis_url.as_deref().unwrap_or_default();
+                let pools = Self::pools(settings, url, breaks.clone())?;
+                Nodes::Single(Arc::new(pools), url.into())
+            }
+            StoreMode::Cluster => {
+                Nodes::Cluster(Arc::new(Cluster::new(settings).map_err(unavailable)?))
+            }
+        };
+        Ok(RedisStore {
+            nodes,
+            prefix: settings.key_prefix.clone(),
+            command_timeout: Duration::from_millis(settings.command_timeout_ms),
+            pool_timeout: Duration::from_millis(settings.pool_timeout_ms),
+            readiness: Arc::default(),
+            clock: Arc::default(),
+            breaks,
+        })
+    }
+
+    fn pools(
+        settings: &StoreSettings,
+        url: &str,
+        breaks: Arc<Breaks>,
+    ) -> StoreResult<PerThread<Pool>> {
         let timeout = Duration::from_millis(settings.pool_timeout_ms);
         let config = PoolConfig {
             max_size: settings.pool_size,
@@ -176,17 +263,7 @@ impl RedisStore {
             // (see `pool`), and spare ones stay idle instead of taking turns.
             queue_mode: QueueMode::Lifo,
         };
-        let breaks = Arc::new(Breaks::default());
-        let pools = pool::per_thread(url, config, breaks.clone()).map_err(unavailable)?;
-        Ok(RedisStore {
-            pools: Arc::new(pools),
-            prefix: settings.key_prefix.clone(),
-            command_timeout: Duration::from_millis(settings.command_timeout_ms),
-            pool_timeout: timeout,
-            readiness: Arc::default(),
-            clock: Arc::default(),
-            breaks,
-        })
+        pool::per_thread(url, config, breaks).map_err(unavailable)
     }
 
     pub fn prefix(&self) -> &str {
@@ -235,23 +312,40 @@ impl RedisStore {
     /// and a request that may run twice for once is sent again, once, on a checked or new
     /// connection, within what is left of `timeout`. Whether the first was sent cannot be
     /// told from the error, so any other request fails as it did.
+    ///
+    /// On a cluster, an answer that proves the request did not run (a redirect, a
+    /// failover under way) is retried until `timeout`, then is a 503 (see `cluster`).
     async fn exec<T: FromRedisValue>(
         &self,
         request: Request<'_>,
         timeout: Duration,
     ) -> StoreResult<redis::RedisResult<T>> {
         let deadline = tokio::time::Instant::now() + timeout;
-        match self.attempt(request, timeout).await? {
-            Err(err) if err.is_connection_dropped() => {
-                self.breaks.record();
-                if !request.repeatable() {
-                    return Ok(Err(err));
+        let (mut resent, mut redirects) = (false, 0);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.attempt(request, left).await? {
+                Err(err) if err.is_connection_dropped() && !resent => {
+                    self.breaks.record();
+                    if !request.repeatable() {
+                        return Ok(Err(err));
+                    }
+                    tracing::debug!(%err, "a redis connection broke; sending again on another");
+                    resent = true;
                 }
-                tracing::debug!(%err, "a redis connection broke; sending again on another");
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                self.attempt(request, left).await
+                Err(err)
+                    if matches!(self.nodes, Nodes::Cluster(_)) && cluster::retry_later(&err) =>
+                {
+                    let pause = cluster::pause(redirects);
+                    if tokio::time::Instant::now() + pause >= deadline {
+                        return Err(unavailable(format!("redis cluster: {err}")));
+                    }
+                    tracing::debug!(%err, "the redis cluster is moving; trying again");
+                    redirects += 1;
+                    tokio::time::sleep(pause).await;
+                }
+                other => return Ok(other),
             }
-            other => Ok(other),
         }
     }
 
@@ -261,10 +355,20 @@ impl RedisStore {
         request: Request<'_>,
         timeout: Duration,
     ) -> StoreResult<redis::RedisResult<T>> {
+        let not_sent = |err: String| StoreError::NotSent(err);
+        let pools = match &self.nodes {
+            Nodes::Single(pools, _) => pools,
+            Nodes::Cluster(cluster) => {
+                let mut conn = cluster
+                    .connection()
+                    .await
+                    .map_err(|e| not_sent(e.to_string()))?;
+                return timed(request.send(&mut conn), timeout).await;
+            }
+        };
         // Checkout has its own bound: recycling PINGs idle connections, and a stalled
         // Redis would otherwise make the pool try them one after another.
-        let not_sent = |err: String| StoreError::NotSent(err);
-        let conn = tokio::time::timeout(self.pool_timeout, self.pools.get().get())
+        let conn = tokio::time::timeout(self.pool_timeout, pools.get().get())
             .await
             .map_err(|_| not_sent("no redis connection in time".into()))?
             .map_err(|err| not_sent(err.to_string()))?;
@@ -276,21 +380,7 @@ impl RedisStore {
             return Err(unavailable("no connection"));
         };
         let conn: &mut redis::aio::MultiplexedConnection = conn;
-        let call = async {
-            match request {
-                Request::Cmd(cmd) | Request::Repeatable(cmd) => cmd.query_async::<T>(conn).await,
-                Request::Pipe(pipe) => pipe.query_async::<T>(conn).await,
-            }
-        };
-        let started = std::time::Instant::now();
-        let span = tracing::debug_span!("redis");
-        let result = tokio::time::timeout(timeout, call)
-            .instrument(span.clone())
-            .await;
-        let elapsed = started.elapsed();
-        span.in_scope(|| tracing::trace!(?elapsed, "redis call answered"));
-        crate::metrics::record_store(elapsed, !matches!(result, Ok(Ok(_))));
-        let result = result.map_err(|_| unavailable("redis command timed out"))?;
+        let result = timed(request.send(conn), timeout).await?;
         // An error reply (with its code: ERR, OOM, READONLY, …) came over a working
         // connection; anything else may have broken it.
         checkout.healthy = match &result {
@@ -307,11 +397,62 @@ impl RedisStore {
             .map_err(classify)
     }
 
+    /// A pipeline of plain commands (none ignored), answered as one array. On a cluster it
+    /// is one pipeline per slot, sent at once.
     pub(crate) async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> StoreResult<T> {
         self.readiness.gate()?;
-        self.exec(Request::Pipe(pipe), self.command_timeout)
-            .await?
-            .map_err(classify)
+        match self.nodes {
+            Nodes::Single(..) => self
+                .exec(Request::Pipe(pipe), self.command_timeout)
+                .await?
+                .map_err(classify),
+            Nodes::Cluster(_) => {
+                let values = Box::pin(self.per_slot(pipe.cmd_iter(), redis::pipe)).await?;
+                redis::from_redis_value(Value::Array(values))
+                    .map_err(|e| StoreError::Corrupt(format!("reply: {e}")))
+            }
+        }
+    }
+
+    /// Runs every call of `batch` in one round trip (one per slot on a cluster). Each
+    /// call answers for itself (`Value::ServerError` where it failed).
+    pub(crate) async fn run_scripts(&self, batch: &ScriptBatch) -> StoreResult<Vec<Value>> {
+        self.readiness.gate()?;
+        match self.nodes {
+            Nodes::Single(..) => self
+                .exec(Request::Pipe(&batch.pipe), self.command_timeout)
+                .await?
+                .map_err(classify),
+            Nodes::Cluster(_) => {
+                Box::pin(self.per_slot(batch.calls(), || Self::script_pipeline(batch.lua))).await
+            }
+        }
+    }
+
+    /// `commands` as one pipeline per slot, each begun by `start()`, all sent at once;
+    /// the answers in the commands' order.
+    async fn per_slot<'c>(
+        &self,
+        commands: impl Iterator<Item = &'c Cmd>,
+        start: impl Fn() -> Pipeline,
+    ) -> StoreResult<Vec<Value>> {
+        let groups = cluster::by_slot(commands, start);
+        let sent = groups
+            .iter()
+            .map(|(_, pipe)| self.exec::<Vec<Value>>(Request::Pipe(pipe), self.command_timeout));
+        let answers = futures_util::future::join_all(sent).await;
+        let count = groups.iter().map(|(indices, _)| indices.len()).sum();
+        let mut values = vec![Value::Nil; count];
+        for ((indices, _), answer) in groups.iter().zip(answers) {
+            let answer = answer?.map_err(classify)?;
+            if answer.len() != indices.len() {
+                return Err(StoreError::Corrupt("pipeline answer".into()));
+            }
+            for (&i, value) in indices.iter().zip(answer) {
+                values[i] = value;
+            }
+        }
+        Ok(values)
     }
 
     pub(crate) async fn script<T: FromRedisValue>(
@@ -324,8 +465,9 @@ impl RedisStore {
             .await
     }
 
-    /// Runs a script by hash within `timeout`; if Redis does not know it (first use, or a
-    /// restart), loads it and runs it once more.
+    /// Runs a script by hash within `timeout`; if Redis does not know it (first use, a
+    /// restart, a replica promoted by a failover), runs it by its source, which also
+    /// loads it on that node.
     async fn script_within<T: FromRedisValue>(
         &self,
         lua: &Lua,
@@ -342,9 +484,12 @@ impl RedisStore {
         };
         match self.exec(request, timeout).await? {
             Err(err) if is_noscript(&err) => {
-                let _: String = self
-                    .query(redis::cmd("SCRIPT").arg("LOAD").arg(lua.source))
-                    .await?;
+                let mut eval = redis::cmd("EVAL");
+                eval.arg(lua.source).arg(keys.len()).arg(keys).arg(args);
+                let request = match lua.repeatable {
+                    true => Request::Repeatable(&eval),
+                    false => Request::Cmd(&eval),
+                };
                 self.exec(request, timeout).await?.map_err(classify)
             }
             other => other.map_err(classify),
@@ -391,6 +536,22 @@ impl RedisStore {
             summary_generation: number("sgen"),
         }))
     }
+}
+
+/// `call` within `timeout`, timed for the store's metrics and traces.
+async fn timed<T>(
+    call: impl Future<Output = redis::RedisResult<T>>,
+    timeout: Duration,
+) -> StoreResult<redis::RedisResult<T>> {
+    let started = std::time::Instant::now();
+    let span = tracing::debug_span!("redis");
+    let result = tokio::time::timeout(timeout, call)
+        .instrument(span.clone())
+        .await;
+    let elapsed = started.elapsed();
+    span.in_scope(|| tracing::trace!(?elapsed, "redis call answered"));
+    crate::metrics::record_store(elapsed, !matches!(result, Ok(Ok(_))));
+    result.map_err(|_| unavailable("redis command timed out"))
 }
 
 fn unavailable(err: impl std::fmt::Display) -> StoreError {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use redis::Value;
 
-use super::{RedisStore, Request, classify, scripts, text};
+use super::{Nodes, RedisStore, Request, classify, cluster::Primary, scripts, text, unavailable};
 use crate::store::{Refusal, StoreError, StoreResult, migrate};
 
 const PREPARING: u8 = 0;
@@ -47,6 +47,7 @@ impl RedisStore {
     /// failure (every step is idempotent).
     pub async fn prepare(&self) -> StoreResult<u32> {
         let prepared = async {
+            self.check_mode().await?;
             self.load_scripts().await?;
             let version = migrate::migrate(self).await?;
             let time: Vec<i64> = self.prepare_query(&redis::cmd("TIME")).await?;
@@ -65,15 +66,61 @@ impl RedisStore {
     }
 
     /// Loads the session scripts up front, so that startup fails fast on a Redis that
-    /// refuses Lua; scripts elsewhere load on first use.
+    /// refuses Lua; scripts elsewhere load on first use. On a cluster, on every primary.
     async fn load_scripts(&self) -> StoreResult<()> {
-        let mut pipe = redis::pipe();
-        for lua in scripts::ALL.iter() {
-            pipe.cmd("SCRIPT").arg("LOAD").arg(lua.source).ignore();
+        for node in self.primaries().await? {
+            for lua in scripts::ALL.iter() {
+                let load = redis::cmd("SCRIPT").arg("LOAD").arg(lua.source).to_owned();
+                let _: String = self.on_node(&load, node.as_ref()).await?;
+            }
         }
-        self.exec(Request::Pipe(&pipe), self.command_timeout)
-            .await?
-            .map_err(classify)
+        Ok(())
+    }
+
+    /// The nodes that hold keys: `None` for the one server, or each primary of a cluster.
+    async fn primaries(&self) -> StoreResult<Vec<Option<Primary>>> {
+        let Nodes::Cluster(cluster) = &self.nodes else {
+            return Ok(vec![None]);
+        };
+        let primaries = tokio::time::timeout(self.command_timeout, cluster.primaries())
+            .await
+            .map_err(|_| unavailable("redis command timed out"))?
+            .map_err(classify)?;
+        Ok(primaries.into_iter().map(Some).collect())
+    }
+
+    /// A command of the preparation on one of [`RedisStore::primaries`].
+    async fn on_node<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        node: Option<&Primary>,
+    ) -> StoreResult<T> {
+        let (Some(node), Nodes::Cluster(cluster)) = (node, &self.nodes) else {
+            return self.prepare_query(cmd).await;
+        };
+        let reply = tokio::time::timeout(self.command_timeout, cluster.on_node(cmd.clone(), node))
+            .await
+            .map_err(|_| unavailable("redis command timed out"))?
+            .map_err(classify)?;
+        redis::from_redis_value(reply).map_err(|e| StoreError::Corrupt(format!("reply: {e}")))
+    }
+
+    /// A service in single mode pointed at a cluster node would meet a `MOVED` on most
+    /// keys: refuse to start, and say which setting is wrong.
+    async fn check_mode(&self) -> StoreResult<()> {
+        if matches!(self.nodes, Nodes::Cluster(_)) {
+            return Ok(());
+        }
+        let info: String = self
+            .prepare_query(redis::cmd("INFO").arg("cluster"))
+            .await?;
+        match info.lines().any(|line| line.trim() == "cluster_enabled:1") {
+            true => Err(StoreError::Corrupt(
+                "store.redis_url names a node of a Redis Cluster: set store.mode = \"cluster\""
+                    .into(),
+            )),
+            false => Ok(()),
+        }
     }
 
     /// A command of the preparation (scripts, migrations): it runs before the store is ready.
@@ -104,21 +151,38 @@ impl RedisStore {
 
     /// Every key matching `pattern`, by `SCAN` (a few hundred at a time, never blocking).
     pub(crate) async fn scan_keys(&self, pattern: &str) -> StoreResult<Vec<String>> {
-        let (mut cursor, mut keys) = (0u64, Vec::new());
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(500);
-            let (next, batch): (u64, Vec<String>) = self.prepare_query(&scan).await?;
-            keys.extend(batch);
-            if next == 0 {
-                return Ok(keys);
+        let mut keys = Vec::new();
+        self.scan_each(pattern, 500, |batch| keys.extend(batch))
+            .await?;
+        Ok(keys)
+    }
+
+    /// `SCAN` for `pattern`, `count` keys a step, handing each step's keys to `each`; on a
+    /// cluster, on every primary in turn.
+    pub(crate) async fn scan_each(
+        &self,
+        pattern: &str,
+        count: usize,
+        mut each: impl FnMut(Vec<String>),
+    ) -> StoreResult<()> {
+        for node in &self.primaries().await? {
+            let mut cursor = 0u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(count);
+                let (next, keys): (u64, Vec<String>) = self.on_node(&scan, node.as_ref()).await?;
+                each(keys);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
+        Ok(())
     }
 
     pub(crate) async fn list_range(
@@ -146,7 +210,16 @@ impl RedisStore {
     /// must not look ready to a load balancer. `ROLE` answers `master` on a primary;
     /// a server that refuses `ROLE` (renamed on some managed services) is taken at its
     /// `PING`.
+    ///
+    /// A cluster is ready while it says its state is `ok` (every slot served).
     pub(super) async fn writable(&self) -> StoreResult<()> {
+        if matches!(self.nodes, Nodes::Cluster(_)) {
+            let info: String = self.query(redis::cmd("CLUSTER").arg("INFO")).await?;
+            return match info.lines().any(|line| line.trim() == "cluster_state:ok") {
+                true => Ok(()),
+                false => Err(unavailable("the redis cluster is down")),
+            };
+        }
         match self.query::<Vec<Value>>(&redis::cmd("ROLE")).await {
             Ok(role) if matches!(text(role.first()).as_str(), "slave" | "replica") => {
                 Err(StoreError::Refused(Refusal::ReadOnly))

@@ -52,22 +52,13 @@ impl Store for RedisStore {
     /// One `SCAN` pass over the session keys, each call bounded like any command: about one
     /// round trip per thousand keys of the database.
     async fn count_sessions(&self) -> StoreResult<u64> {
-        let pattern = self.key("*:*", "meta");
-        let (mut cursor, mut count) = (0u64, 0u64);
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000);
-            let (next, keys): (u64, Vec<String>) = self.query(&scan).await?;
-            count += keys.len() as u64;
-            if next == 0 {
-                return Ok(count);
-            }
-            cursor = next;
-        }
+        self.readiness.gate()?;
+        let mut count = 0u64;
+        self.scan_each(&self.key("*:*", "meta"), 1000, |keys| {
+            count += keys.len() as u64
+        })
+        .await?;
+        Ok(count)
     }
 
     async fn create_session(

@@ -25,7 +25,7 @@
 
 use redis::Value;
 
-use super::{RedisStore, classify, scripts, text};
+use super::{RedisStore, ScriptBatch, classify, scripts, text};
 use crate::{
     domain::{scope::SessionKey, session::new_id},
     store::{StoreError, StoreResult},
@@ -143,15 +143,16 @@ impl RedisStore {
         if members.is_empty() {
             return Ok(0);
         }
-        let mut pipe = Self::script_pipeline(&scripts::DELETE);
+        let mut batch = ScriptBatch::new(&scripts::DELETE);
         for member in &members {
             let (id, incarnation) = parse(member);
             let at = SessionKey::new(tenant, id);
-            Self::evalsha(&mut pipe, &scripts::DELETE, &self.session_keys(&at))
+            batch
+                .call(&self.session_keys(&at))
                 .arg(&index)
                 .arg(incarnation);
         }
-        let replies: Vec<Value> = self.pipeline(&pipe).await?;
+        let replies = self.run_scripts(&batch).await?;
         if replies.len() != members.len() {
             return Err(StoreError::Corrupt("logout pipeline answer".into()));
         }
