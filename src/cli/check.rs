@@ -157,8 +157,15 @@ fn store_line(s: &Settings) -> String {
     let kind = match s.store.mode {
         StoreMode::Single => "redis",
         StoreMode::Cluster => "redis cluster",
+        StoreMode::Sentinel => "redis sentinel",
     };
     match urls.is_empty() {
+        false if s.store.mode == StoreMode::Sentinel => format!(
+            "{kind} {} (primary `{}`, key prefix `{}`)",
+            urls.join(","),
+            s.store.sentinel_master,
+            s.store.key_prefix
+        ),
         false => format!(
             "{kind} {} (key prefix `{}`)",
             urls.join(","),

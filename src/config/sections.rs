@@ -48,9 +48,12 @@ pub struct ServerSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
     /// `None`: the in-process memory store (development only). In cluster mode, one or
-    /// more nodes to discover the cluster from, separated by commas.
+    /// more nodes to discover the cluster from, separated by commas; in sentinel mode,
+    /// the sentinels.
     pub redis_url: Option<String>,
     pub mode: StoreMode,
+    /// In sentinel mode, the name the sentinels monitor the primary by.
+    pub sentinel_master: String,
     pub key_prefix: String,
     pub pool_size: usize,
     /// Bound on every Redis command; past it the connection is discarded and the caller gets 503.
@@ -260,17 +263,20 @@ pub enum StoreMode {
     Single,
     /// Nodes of a Redis Cluster.
     Cluster,
+    /// Redis Sentinels, which name the primary.
+    Sentinel,
 }
 
 impl StoreSettings {
-    /// The nodes `redis_url` names: one URL, or in cluster mode several, comma-separated.
+    /// The nodes `redis_url` names: one URL, or in cluster and sentinel mode several,
+    /// comma-separated.
     pub fn redis_urls(&self) -> Vec<&str> {
         let Some(url) = &self.redis_url else {
             return Vec::new();
         };
         match self.mode {
             StoreMode::Single => vec![url.as_str()],
-            StoreMode::Cluster => url
+            StoreMode::Cluster | StoreMode::Sentinel => url
                 .split(',')
                 .map(str::trim)
                 .filter(|u| !u.is_empty())
@@ -284,6 +290,7 @@ impl Default for StoreSettings {
         StoreSettings {
             redis_url: None,
             mode: StoreMode::Single,
+            sentinel_master: "mymaster".into(),
             key_prefix: "sr".into(),
             pool_size: 64,
             command_timeout_ms: 500,

@@ -47,8 +47,16 @@ fn a_cluster_is_named_by_its_nodes_and_one_server_by_its_url() {
         Settings::from_toml("", &by_env).unwrap().store.mode,
         StoreMode::Cluster
     );
-    let wrong = Settings::from_toml("[store]\nmode = \"sentinel\"", &env(&[]));
-    assert!(wrong.is_err_and(|e| e.to_string().contains("sentinel")));
+    let sentinels = Settings::from_toml(
+        "[store]\nmode = \"sentinel\"\nsentinel_master = \"relay\"",
+        &env(&[("REDIS_URL", urls)]),
+    )
+    .unwrap();
+    assert_eq!(sentinels.store.redis_urls(), ["redis://a:1", "redis://b:2"]);
+    assert_eq!(sentinels.store.sentinel_master, "relay");
+    assert_eq!(single.store.sentinel_master, "mymaster");
+    let wrong = Settings::from_toml("[store]\nmode = \"replicated\"", &env(&[]));
+    assert!(wrong.is_err_and(|e| e.to_string().contains("replicated")));
 }
 
 #[test]

@@ -135,6 +135,26 @@ fn check_config_prints_every_cluster_node_without_its_password() {
 }
 
 #[test]
+fn check_config_prints_the_sentinels_and_the_primarys_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.toml");
+    std::fs::write(
+        &path,
+        "[store]\nmode = \"sentinel\"\nsentinel_master = \"relay\"\n",
+    )
+    .unwrap();
+    let env = [(
+        "REDIS_URL",
+        "redis://:pw@10.0.0.1:26379,redis://:pw@10.0.0.2:26379",
+    )];
+    let (code, out, err) = run(&["check-config", "--config", path.to_str().unwrap()], &env);
+    assert_eq!(code, 0, "{err}");
+    let expected =
+        "redis sentinel redis://:***@10.0.0.1:26379,redis://:***@10.0.0.2:26379 (primary `relay`";
+    assert!(out.contains(expected), "{expected} missing:\n{out}");
+}
+
+#[test]
 fn check_config_names_the_bad_field_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [

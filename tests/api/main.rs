@@ -34,6 +34,7 @@ mod responses;
 mod restart;
 mod round_trip;
 mod send_faults;
+mod sentinel;
 mod sessions;
 mod shutdown;
 mod store_suite;

@@ -30,12 +30,31 @@ impl RedisServer {
     /// Like [`RedisServer::start_on`], with extra `redis-server` arguments
     /// (e.g. `--enable-debug-command local` for `DEBUG SLEEP`).
     pub fn start_with(port: u16, extra_args: &str) -> RedisServer {
+        RedisServer::run(
+            port,
+            &format!(
+                "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
+                 --protected-mode yes --loglevel warning {extra_args}"
+            ),
+        )
+    }
+
+    /// A Redis Sentinel on `port`, configured by the (writable) file `config`.
+    pub fn start_sentinel(port: u16, config: &std::path::Path) -> RedisServer {
+        let config = config.display();
+        RedisServer::run(
+            port,
+            &format!(
+                "redis-server '{config}' --sentinel --port {port} --bind 127.0.0.1 \
+                 --protected-mode yes --loglevel warning"
+            ),
+        )
+    }
+
+    fn run(port: u16, command_line: &str) -> RedisServer {
         // The shell reads stdin until the test process (the write end's owner) is gone,
         // then kills redis-server: no orphan survives a crashed or killed test run.
-        let script = format!(
-            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
-             --protected-mode yes --loglevel warning {extra_args} & pid=$!; cat >/dev/null; kill $pid"
-        );
+        let script = format!("{command_line} & pid=$!; cat >/dev/null; kill $pid");
         let child = Command::new("sh")
             .arg("-c")
             .arg(script)

@@ -1,24 +1,24 @@
 //! The store on a Redis Cluster (`store.mode = "cluster"`).
 //!
-//! One cluster connection, from redis' async cluster client, serves every thread: it keeps
-//! a multiplexed connection per node and routes each command by its key's slot. Every
+//! Each worker thread has a cluster connection of its own, from redis' async cluster
+//! client, for the reason the single-server pools are per thread (see `per_thread`): it
+//! keeps a multiplexed connection per node and routes each command by its key's slot. Every
 //! script and every multi-key command already touches one slot (the key layout's hash
 //! tags), so what the store adds is:
 //!
 //! - **Pipelines split by slot.** A pipeline (a user's sessions, an import batch) names
 //!   many sessions; it is sent as one pipeline per slot, at once, and the answers are put
 //!   back in order (see `RedisStore::pipeline`).
-//! - **Redirects retried here, not by the client.** The client is built with no retries of
-//!   its own, because it would also resend a command whose connection broke, and a commit
-//!   may not run twice (see `repeat`). An error that proves the command did not run —
-//!   `MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `LOADING`, `READONLY` (a
-//!   primary demoted by a failover) or a refused connection — is retried, with a short
-//!   growing pause, until the command's deadline; then the caller gets 503. Meanwhile
-//!   the client refreshes its slot map (it does on each of those errors).
+//! - **Redirects retried by the store, not by the client.** The client is built with no
+//!   retries of its own, because it would also resend a command whose connection broke,
+//!   and a commit may not run twice. An answer that proves the command did not run (a
+//!   redirect, a failover under way: see `repeat`) is retried until the command's
+//!   deadline; then the caller gets 503. Meanwhile the client refreshes its slot map (it
+//!   does on each of those answers).
 //! - **Scans on every primary**, and the expired-session listener on every primary
 //!   (`expiry`), found with `CLUSTER NODES`.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use redis::{
     Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisError, RedisResult,
@@ -30,21 +30,18 @@ use redis::{
 };
 use tokio::sync::OnceCell;
 
-use crate::config::StoreSettings;
+use crate::{config::StoreSettings, per_thread::PerThread};
 
 pub(super) struct Cluster {
     client: ClusterClient,
-    /// Made on first use, so that a cluster that does not answer yet does not stop the
-    /// service from starting (it serves 503 until it does, as on one server).
-    conn: OnceCell<ClusterConnection>,
+    /// Each thread's, made on its first use, so that a cluster that does not answer yet
+    /// does not stop the service from starting (it serves 503 until it does, as on one
+    /// server).
+    conns: PerThread<Arc<OnceCell<ClusterConnection>>>,
     /// The first node's address, auth and TLS: every node's are the same.
     template: ConnectionInfo,
     connect_timeout: Duration,
 }
-
-/// The first pause before retrying a redirected command; it doubles up to [`RETRY_MAX`].
-const RETRY_FIRST: Duration = Duration::from_millis(10);
-const RETRY_MAX: Duration = Duration::from_millis(200);
 
 impl Cluster {
     pub(super) fn new(settings: &StoreSettings) -> Result<Cluster, String> {
@@ -70,18 +67,18 @@ impl Cluster {
             .map_err(|e| format!("redis cluster: {e}"))?;
         Ok(Cluster {
             client,
-            conn: OnceCell::new(),
+            conns: PerThread::new(Arc::default),
             template,
             connect_timeout,
         })
     }
 
-    /// The cluster connection (a cheap clone of the shared one).
+    /// The calling thread's cluster connection (a cheap clone).
     pub(super) async fn connection(&self) -> RedisResult<ClusterConnection> {
+        let conn = self.conns.get();
         let made = tokio::time::timeout(
             self.connect_timeout,
-            self.conn
-                .get_or_try_init(|| self.client.get_async_connection()),
+            conn.get_or_try_init(|| self.client.get_async_connection()),
         )
         .await
         .map_err(|_| timed_out("no redis cluster connection in time"))?;
@@ -161,26 +158,6 @@ fn primaries_of(nodes: &str) -> Vec<Primary> {
         .collect()
 }
 
-/// Whether `err` proves the command was not run, and the cluster may take it later:
-/// a redirect, a cluster between primaries, no connection to the node (yet), or a node
-/// that refused the connection.
-pub(super) fn retry_later(err: &RedisError) -> bool {
-    use redis::{ErrorKind, ServerErrorKind::*};
-    matches!(
-        err.kind(),
-        ErrorKind::Server(
-            Moved | Ask | TryAgain | ClusterDown | MasterDown | BusyLoading | ReadOnly
-        ) | ErrorKind::ClusterConnectionNotFound
-    ) || err.is_connection_refusal()
-}
-
-/// The pause before retry number `attempt` (from 0).
-pub(super) fn pause(attempt: u32) -> Duration {
-    RETRY_FIRST
-        .saturating_mul(2u32.saturating_pow(attempt))
-        .min(RETRY_MAX)
-}
-
 /// Commands grouped by the slot of their first key, in order within each group:
 /// `(indices among the commands, a pipeline begun by start() and holding them)`.
 /// Commands without a key form a group of their own.
@@ -228,7 +205,6 @@ fn timed_out(what: &'static str) -> RedisError {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::panic)]
     use super::*;
 
     #[test]
@@ -268,42 +244,5 @@ e5 127.0.0.1:7004@17004 master - 0 1 4 connected
         let indices: Vec<Vec<usize>> = groups.iter().map(|(i, _)| i.clone()).collect();
         assert_eq!(indices, vec![vec![0, 2], vec![1]]);
         assert_eq!(groups[0].1.len(), 2);
-    }
-
-    fn error_reply(line: &str) -> RedisError {
-        match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()) {
-            Ok(Value::ServerError(err)) => err.into(),
-            other => panic!("not an error reply: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn redirects_and_a_failover_are_retried_and_other_errors_are_not() {
-        for line in [
-            "MOVED 3999 127.0.0.1:7001",
-            "ASK 3999 127.0.0.1:7001",
-            "TRYAGAIN Multiple keys request during rehashing of slot",
-            "CLUSTERDOWN The cluster is down",
-            "READONLY You can't write against a read only replica.",
-            "LOADING Redis is loading the dataset in memory",
-        ] {
-            assert!(retry_later(&error_reply(line)), "{line}");
-        }
-        for line in [
-            "ERR unknown command",
-            "OOM command not allowed",
-            "NOSCRIPT No matching script",
-        ] {
-            assert!(!retry_later(&error_reply(line)), "{line}");
-        }
-        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert!(retry_later(&refused));
-        assert!(!retry_later(&timed_out("slow")));
-    }
-
-    #[test]
-    fn the_pause_grows_and_stays_bounded() {
-        assert!(pause(0) < pause(3));
-        assert_eq!(pause(20), RETRY_MAX);
     }
 }

@@ -18,9 +18,9 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use redis::{ConnectionInfo, IntoConnectionInfo, RedisResult};
+use redis::RedisResult;
 
-use super::{Nodes, RedisStore, cluster::Cluster};
+use super::{Nodes, RedisStore, cluster::Cluster, pool::Target};
 
 /// After a lost connection (Redis restarting, say), listen again this much later; and
 /// how often a cluster's primaries are looked up.
@@ -30,24 +30,31 @@ const RETRY: Duration = Duration::from_secs(5);
 pub fn count_expired_sessions(store: &RedisStore) {
     let prefix = store.prefix().to_string();
     match &store.nodes {
-        Nodes::Single(_, url) => match url.into_connection_info() {
-            Ok(node) => {
-                tokio::spawn(listen_again_and_again(node, prefix));
-            }
-            Err(err) => tracing::warn!(%err, "not hearing of session expiries"),
-        },
+        Nodes::Single(_, target) => {
+            tokio::spawn(listen_again_and_again(target.clone(), prefix));
+        }
         Nodes::Cluster(cluster) => {
             tokio::spawn(listen_on_every_primary(cluster.clone(), prefix));
         }
     }
 }
 
-async fn listen_again_and_again(node: ConnectionInfo, prefix: String) {
+/// On the primary, found again after each lost connection, and behind sentinels each
+/// time they name another one.
+async fn listen_again_and_again(target: Arc<Target>, prefix: String) {
+    let never = tokio::sync::Notify::new();
+    let switched = target.switches().map_or(&never, |s| &s.changed);
     loop {
-        if let Err(err) = listen(node.clone(), &prefix).await {
-            tracing::warn!(%err, "not hearing of session expiries; trying again");
+        let heard = async { listen(target.primary().await?, &prefix).await };
+        tokio::select! {
+            heard = heard => {
+                if let Err(err) = heard {
+                    tracing::warn!(%err, "not hearing of session expiries; trying again");
+                }
+                tokio::time::sleep(RETRY).await;
+            }
+            () = switched.notified() => {}
         }
-        tokio::time::sleep(RETRY).await;
     }
 }
 
@@ -69,7 +76,8 @@ async fn listen_on_every_primary(cluster: Arc<Cluster>, prefix: String) {
                     let (node, prefix, listening) =
                         (cluster.node(&primary), prefix.clone(), listening.clone());
                     tokio::spawn(async move {
-                        if let Err(err) = listen(node, &prefix).await {
+                        let heard = async { listen(redis::Client::open(node)?, &prefix).await };
+                        if let Err(err) = heard.await {
                             tracing::warn!(%err, node = ?address, "not hearing of session expiries on a cluster node");
                         }
                         if let Ok(mut set) = listening.lock() {
@@ -84,8 +92,7 @@ async fn listen_on_every_primary(cluster: Arc<Cluster>, prefix: String) {
     }
 }
 
-async fn listen(node: ConnectionInfo, prefix: &str) -> RedisResult<()> {
-    let client = redis::Client::open(node)?;
+async fn listen(client: redis::Client, prefix: &str) -> RedisResult<()> {
     enable_notifications(&client).await?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.psubscribe("__keyevent@*__:expired").await?;

@@ -123,7 +123,7 @@ mod users;
 use cluster::Cluster;
 pub use expiry::count_expired_sessions;
 use fence::RedisClock;
-use pool::{Breaks, Connection, Pool};
+use pool::{Breaks, Connection, Pool, Target};
 use readiness::Readiness;
 
 /// The keys of one session, in the order the scripts take them.
@@ -163,9 +163,21 @@ impl Drop for Checkout {
 /// What the store is connected to.
 #[derive(Clone)]
 enum Nodes {
-    /// One server, through a pool of connections per thread; its URL for the listener.
-    Single(Arc<PerThread<Pool>>, Arc<str>),
+    /// One primary (named by its URL or by sentinels), through a pool of connections per
+    /// thread.
+    Single(Arc<PerThread<Pool>>, Arc<Target>),
     Cluster(Arc<Cluster>),
+}
+
+impl Nodes {
+    /// Whether a failover may move the primary under the store: then the answers that
+    /// prove a request did not run are retried (see `repeat`).
+    fn follows_failovers(&self) -> bool {
+        match self {
+            Nodes::Single(_, target) => target.is_sentinel(),
+            Nodes::Cluster(_) => true,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -220,16 +232,23 @@ impl ScriptBatch {
 }
 
 impl RedisStore {
-    /// The store on `settings.redis_url`: one server or, in cluster mode, the cluster its
-    /// nodes belong to. Nothing is connected yet: a bad URL fails here, an unreachable
-    /// Redis on first use.
+    /// The store on `settings.redis_url`: one server, the primary its sentinels name, or
+    /// the cluster its nodes belong to. Nothing is connected yet: a bad URL fails here,
+    /// an unreachable Redis on first use.
     pub async fn connect(settings: &StoreSettings) -> StoreResult<RedisStore> {
         let breaks = Arc::new(Breaks::default());
         let nodes = match settings.mode {
-            StoreMode::Single => {
-                let url = settings.redis_url.as_deref().unwrap_or_default();
-                let pools = Self::pools(settings, url, breaks.clone())?;
-                Nodes::Single(Arc::new(pools), url.into())
+            StoreMode::Single | StoreMode::Sentinel => {
+                let target = Arc::new(match settings.mode {
+                    StoreMode::Sentinel => Target::sentinel(
+                        settings.redis_urls().into_iter().map(Into::into).collect(),
+                        settings.sentinel_master.clone(),
+                    ),
+                    _ => Target::Url(settings.redis_url.clone().unwrap_or_default()),
+                });
+                let pools = Self::pools(settings, target.clone(), breaks.clone())?;
+                pool::follow_the_primary(target.clone());
+                Nodes::Single(Arc::new(pools), target)
             }
             StoreMode::Cluster => {
                 Nodes::Cluster(Arc::new(Cluster::new(settings).map_err(unavailable)?))
@@ -248,7 +267,7 @@ impl RedisStore {
 
     fn pools(
         settings: &StoreSettings,
-        url: &str,
+        target: Arc<Target>,
         breaks: Arc<Breaks>,
     ) -> StoreResult<PerThread<Pool>> {
         let timeout = Duration::from_millis(settings.pool_timeout_ms);
@@ -263,7 +282,7 @@ impl RedisStore {
             // (see `pool`), and spare ones stay idle instead of taking turns.
             queue_mode: QueueMode::Lifo,
         };
-        pool::per_thread(url, config, breaks).map_err(unavailable)
+        pool::per_thread(target, config, breaks).map_err(unavailable)
     }
 
     pub fn prefix(&self) -> &str {
@@ -333,14 +352,12 @@ impl RedisStore {
                     tracing::debug!(%err, "a redis connection broke; sending again on another");
                     resent = true;
                 }
-                Err(err)
-                    if matches!(self.nodes, Nodes::Cluster(_)) && cluster::retry_later(&err) =>
-                {
-                    let pause = cluster::pause(redirects);
+                Err(err) if self.nodes.follows_failovers() && repeat::retry_later(&err) => {
+                    let pause = repeat::pause(redirects);
                     if tokio::time::Instant::now() + pause >= deadline {
-                        return Err(unavailable(format!("redis cluster: {err}")));
+                        return Err(unavailable(format!("redis failover: {err}")));
                     }
-                    tracing::debug!(%err, "the redis cluster is moving; trying again");
+                    tracing::debug!(%err, "the redis primary is moving; trying again");
                     redirects += 1;
                     tokio::time::sleep(pause).await;
                 }
@@ -381,11 +398,14 @@ impl RedisStore {
         };
         let conn: &mut redis::aio::MultiplexedConnection = conn;
         let result = timed(request.send(conn), timeout).await?;
-        // An error reply (with its code: ERR, OOM, READONLY, …) came over a working
-        // connection; anything else may have broken it.
+        // An error reply (with its code: ERR, OOM, …) came over a working connection;
+        // anything else may have broken it. READONLY says the connection is to a replica
+        // now (a failover demoted its server): a new one goes where the primary is.
         checkout.healthy = match &result {
             Ok(_) => true,
-            Err(err) => err.code().is_some(),
+            Err(err) => {
+                err.code().is_some() && err.kind() != ErrorKind::Server(ServerErrorKind::ReadOnly)
+            }
         };
         Ok(result)
     }

@@ -1,10 +1,16 @@
-//! Which requests may be sent again when their connection broke under them.
+//! Which requests may be sent again, and when.
 //!
 //! A connection that fails on the wire (Redis restarted, say) leaves it unknown whether
 //! the request was sent and run: the error is the same either way. So only a request that
 //! has the same effect run twice as once is sent again (see `RedisStore::exec`).
+//!
+//! Some answers prove that a request did not run, and that the primary is moving (a
+//! cluster redirect, a failover under way): behind sentinels or on a cluster, any request
+//! is sent again after them, with a short growing pause, until its deadline.
 
-use redis::Cmd;
+use std::time::Duration;
+
+use redis::{Cmd, RedisError};
 
 use super::Request;
 
@@ -38,5 +44,76 @@ impl Request<'_> {
             Request::Pipe(pipe) => pipe.cmd_iter().all(reads_only),
             Request::Repeatable(_) => true,
         }
+    }
+}
+
+/// The first pause before sending a request again after such an answer; it doubles up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_millis(200);
+
+/// Whether `err` proves the command was not run, and the primary may take it later:
+/// a redirect, a cluster between primaries, no connection to the node (yet), or a node
+/// that refused the connection.
+pub(super) fn retry_later(err: &RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind::*};
+    matches!(
+        err.kind(),
+        ErrorKind::Server(
+            Moved | Ask | TryAgain | ClusterDown | MasterDown | BusyLoading | ReadOnly
+        ) | ErrorKind::ClusterConnectionNotFound
+    ) || err.is_connection_refusal()
+}
+
+/// The pause before retry number `attempt` (from 0).
+pub(super) fn pause(attempt: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(2u32.saturating_pow(attempt))
+        .min(RETRY_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+    use redis::Value;
+
+    use super::*;
+
+    fn error_reply(line: &str) -> RedisError {
+        match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()) {
+            Ok(Value::ServerError(err)) => err.into(),
+            other => panic!("not an error reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn redirects_and_a_failover_are_retried_and_other_errors_are_not() {
+        for line in [
+            "MOVED 3999 127.0.0.1:7001",
+            "ASK 3999 127.0.0.1:7001",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "CLUSTERDOWN The cluster is down",
+            "READONLY You can't write against a read only replica.",
+            "LOADING Redis is loading the dataset in memory",
+        ] {
+            assert!(retry_later(&error_reply(line)), "{line}");
+        }
+        for line in [
+            "ERR unknown command",
+            "OOM command not allowed",
+            "NOSCRIPT No matching script",
+        ] {
+            assert!(!retry_later(&error_reply(line)), "{line}");
+        }
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(retry_later(&refused));
+        let slow = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(!retry_later(&slow));
+    }
+
+    #[test]
+    fn the_pause_grows_and_stays_bounded() {
+        assert!(pause(0) < pause(3));
+        assert_eq!(pause(20), RETRY_MAX);
     }
 }
