@@ -20,7 +20,7 @@ use std::{
 use futures_util::StreamExt;
 use redis::RedisResult;
 
-use super::{Nodes, RedisStore, cluster::Cluster, pool::Target};
+use super::{Nodes, RedisStore, cluster::Cluster, sentinel::Target};
 
 /// After a lost connection (Redis restarting, say), listen again this much later; and
 /// how often a cluster's primaries are looked up.

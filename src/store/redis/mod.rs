@@ -117,14 +117,16 @@ mod metering;
 mod pool;
 mod readiness;
 mod repeat;
+mod sentinel;
 mod sessions;
 mod users;
 
 use cluster::Cluster;
 pub use expiry::count_expired_sessions;
 use fence::RedisClock;
-use pool::{Breaks, Connection, Pool, Target};
+use pool::{Breaks, Connection, Pool};
 use readiness::Readiness;
+use sentinel::Target;
 
 /// The keys of one session, in the order the scripts take them.
 pub(crate) const SESSION_PARTS: [&str; 5] = ["meta", "turns", "lease", "idem", "ctok"];
@@ -247,7 +249,7 @@ impl RedisStore {
                     _ => Target::Url(settings.redis_url.clone().unwrap_or_default()),
                 });
                 let pools = Self::pools(settings, target.clone(), breaks.clone())?;
-                pool::follow_the_primary(target.clone());
+                sentinel::follow_the_primary(target.clone());
                 Nodes::Single(Arc::new(pools), target)
             }
             StoreMode::Cluster => {

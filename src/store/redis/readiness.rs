@@ -106,14 +106,17 @@ impl RedisStore {
     }
 
     /// A service in single mode pointed at a cluster node would meet a `MOVED` on most
-    /// keys: refuse to start, and say which setting is wrong.
+    /// keys: refuse to start, and say which setting is wrong. A server that refuses `INFO`
+    /// (renamed on some managed services) is taken at its word that it is one server.
     async fn check_mode(&self) -> StoreResult<()> {
         if matches!(self.nodes, Nodes::Cluster(_)) {
             return Ok(());
         }
-        let info: String = self
-            .prepare_query(redis::cmd("INFO").arg("cluster"))
-            .await?;
+        let info: String = match self.prepare_query(redis::cmd("INFO").arg("cluster")).await {
+            Ok(info) => info,
+            Err(StoreError::Corrupt(_)) => return Ok(()),
+            Err(err) => return Err(err),
+        };
         match info.lines().any(|line| line.trim() == "cluster_enabled:1") {
             true => Err(StoreError::Corrupt(
                 "store.redis_url names a node of a Redis Cluster: set store.mode = \"cluster\""
