@@ -95,12 +95,16 @@ impl RedisCluster {
             .map(|value| value.trim().to_string())
     }
 
-    /// `CLUSTER NODES` as node `at` sees it: `(id, port, flags, primary id)` per node.
-    fn nodes_seen_by(&self, at: usize) -> Vec<(String, u16, String, String)> {
-        let mut conn = self.nodes[at]
+    fn connection(&self, at: usize) -> redis::Connection {
+        self.nodes[at]
             .client()
             .get_connection()
-            .expect("node connection");
+            .expect("node connection")
+    }
+
+    /// `CLUSTER NODES` as node `at` sees it: `(id, port, flags, primary id)` per node.
+    fn nodes_seen_by(&self, at: usize) -> Vec<(String, u16, String, String)> {
+        let mut conn = self.connection(at);
         let nodes: String = redis::cmd("CLUSTER")
             .arg("NODES")
             .query(&mut conn)
@@ -136,10 +140,7 @@ impl RedisCluster {
 
     /// The node (index into `nodes`) that serves `key` now, asked of node `at`.
     pub fn primary_of(&self, key: &str, at: usize) -> usize {
-        let mut conn = self.nodes[at]
-            .client()
-            .get_connection()
-            .expect("node connection");
+        let mut conn = self.connection(at);
         let slot: u16 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(key)
@@ -183,10 +184,7 @@ impl RedisCluster {
     /// `CLUSTER FAILOVER` on replica `replica`: it and its primary swap roles, without
     /// losing a write. Returns once it is the primary.
     pub fn failover(&self, replica: usize) {
-        let mut conn = self.nodes[replica]
-            .client()
-            .get_connection()
-            .expect("node connection");
+        let mut conn = self.connection(replica);
         let () = redis::cmd("CLUSTER")
             .arg("FAILOVER")
             .query(&mut conn)

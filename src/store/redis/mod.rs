@@ -176,7 +176,7 @@ impl Nodes {
     /// prove a request did not run are retried (see `repeat`).
     fn follows_failovers(&self) -> bool {
         match self {
-            Nodes::Single(_, target) => target.is_sentinel(),
+            Nodes::Single(_, target) => target.switches().is_some(),
             Nodes::Cluster(_) => true,
         }
     }
@@ -239,19 +239,20 @@ impl RedisStore {
     /// an unreachable Redis on first use.
     pub async fn connect(settings: &StoreSettings) -> StoreResult<RedisStore> {
         let breaks = Arc::new(Breaks::default());
+        let one_primary = |target: Target| -> StoreResult<Nodes> {
+            let target = Arc::new(target);
+            let pools = Self::pools(settings, target.clone(), breaks.clone())?;
+            sentinel::follow_the_primary(target.clone());
+            Ok(Nodes::Single(Arc::new(pools), target))
+        };
         let nodes = match settings.mode {
-            StoreMode::Single | StoreMode::Sentinel => {
-                let target = Arc::new(match settings.mode {
-                    StoreMode::Sentinel => Target::sentinel(
-                        settings.redis_urls().into_iter().map(Into::into).collect(),
-                        settings.sentinel_master.clone(),
-                    ),
-                    _ => Target::Url(settings.redis_url.clone().unwrap_or_default()),
-                });
-                let pools = Self::pools(settings, target.clone(), breaks.clone())?;
-                sentinel::follow_the_primary(target.clone());
-                Nodes::Single(Arc::new(pools), target)
+            StoreMode::Single => {
+                one_primary(Target::Url(settings.redis_url.clone().unwrap_or_default()))?
             }
+            StoreMode::Sentinel => one_primary(Target::sentinel(
+                settings.redis_urls().into_iter().map(Into::into).collect(),
+                settings.sentinel_master.clone(),
+            ))?,
             StoreMode::Cluster => {
                 Nodes::Cluster(Arc::new(Cluster::new(settings).map_err(unavailable)?))
             }
@@ -334,8 +335,9 @@ impl RedisStore {
     /// connection, within what is left of `timeout`. Whether the first was sent cannot be
     /// told from the error, so any other request fails as it did.
     ///
-    /// On a cluster, an answer that proves the request did not run (a redirect, a
-    /// failover under way) is retried until `timeout`, then is a 503 (see `cluster`).
+    /// On a cluster or behind sentinels, an answer that proves the request did not run (a
+    /// redirect, a failover under way) is retried until `timeout`, then is a 503 (see
+    /// `repeat`).
     async fn exec<T: FromRedisValue>(
         &self,
         request: Request<'_>,
@@ -429,7 +431,7 @@ impl RedisStore {
                 .await?
                 .map_err(classify),
             Nodes::Cluster(_) => {
-                let values = Box::pin(self.per_slot(pipe.cmd_iter(), redis::pipe)).await?;
+                let values = self.per_slot(pipe.cmd_iter(), redis::pipe).await?;
                 redis::from_redis_value(Value::Array(values))
                     .map_err(|e| StoreError::Corrupt(format!("reply: {e}")))
             }
@@ -446,7 +448,8 @@ impl RedisStore {
                 .await?
                 .map_err(classify),
             Nodes::Cluster(_) => {
-                Box::pin(self.per_slot(batch.calls(), || Self::script_pipeline(batch.lua))).await
+                self.per_slot(batch.calls(), || Self::script_pipeline(batch.lua))
+                    .await
             }
         }
     }
@@ -498,21 +501,22 @@ impl RedisStore {
         timeout: Duration,
     ) -> StoreResult<T> {
         self.readiness.gate()?;
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&lua.hash).arg(keys.len()).arg(keys).arg(args);
-        let request = match lua.repeatable {
-            true => Request::Repeatable(&cmd),
-            false => Request::Cmd(&cmd),
+        let call = |name: &str, script: &str| {
+            let mut cmd = redis::cmd(name);
+            cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+            cmd
         };
-        match self.exec(request, timeout).await? {
+        let request = |cmd| match lua.repeatable {
+            true => Request::Repeatable(cmd),
+            false => Request::Cmd(cmd),
+        };
+        let by_hash = call("EVALSHA", &lua.hash);
+        match self.exec(request(&by_hash), timeout).await? {
             Err(err) if is_noscript(&err) => {
-                let mut eval = redis::cmd("EVAL");
-                eval.arg(lua.source).arg(keys.len()).arg(keys).arg(args);
-                let request = match lua.repeatable {
-                    true => Request::Repeatable(&eval),
-                    false => Request::Cmd(&eval),
-                };
-                self.exec(request, timeout).await?.map_err(classify)
+                let by_source = call("EVAL", lua.source);
+                self.exec(request(&by_source), timeout)
+                    .await?
+                    .map_err(classify)
             }
             other => other.map_err(classify),
         }

@@ -44,10 +44,6 @@ impl Target {
         }
     }
 
-    pub(super) fn is_sentinel(&self) -> bool {
-        matches!(self, Target::Sentinel { .. })
-    }
-
     pub(super) fn switches(&self) -> Option<&Switches> {
         match self {
             Target::Url(_) => None,
