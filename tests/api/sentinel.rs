@@ -170,14 +170,17 @@ async fn sends_until(
         );
         answers.push((start.elapsed(), content, reply.status));
         i += 1;
-        // About 25 sends a second: the history stays within one page of 1,000 turns.
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        // About 12 sends a second: the history stays within one page of 1,000 turns.
+        tokio::time::sleep(Duration::from_millis(80)).await;
     }
     answers
 }
 
-/// How long after the sentinels have switched the primary the service may still fail.
-const RECOVERY: Duration = Duration::from_secs(2);
+/// How long after the sentinels have switched the primary the service may still fail: a
+/// send the kill cut short may leave its lease on the new primary (it was replicated), so
+/// the session may answer 409 until that lease is given back or lapses (15 s by default),
+/// and the service gets a second more.
+const RECOVERY: Duration = Duration::from_secs(16);
 
 /// How long after the sentinels name the new primary the service may still write to the
 /// old one: its next look at the sentinels, and a send under way.
